@@ -1,0 +1,82 @@
+"""Pieces shared by the job configs (imported by them; not a job itself)."""
+
+import ml_collections
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """'omniglot,tiny' or 'dataset=omniglot,tiny=True' → ConfigDict of the defaults updated from the arg (big_vision
+  style): a bare word sets the boolean flag of that name, else the value of the first string default."""
+  out = ml_collections.ConfigDict(defaults)
+  for token in filter(None, (arg or "").split(",")):
+    if "=" in token:
+      k, v = token.split("=", 1)
+      if k not in defaults:
+        raise ValueError(f"unknown config arg {k!r}; known: {sorted(defaults)}")
+      out[k] = type(defaults[k])(v) if not isinstance(defaults[k], bool) else v.lower() in ("1", "true", "yes")
+    elif token in defaults and isinstance(defaults[token], bool):
+      out[token] = True
+    else:
+      strings = [k for k, v in defaults.items() if isinstance(v, str)]
+      if not strings:
+        raise ValueError(f"config arg {token!r} is not one of {sorted(defaults)}; use key=value")
+      out[strings[0]] = token
+  return out
+
+
+def data_config(name: str = "omniglot") -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "name": name,
+      "split": "paper_train",
+      "eval_split": "paper_test",
+      "image_size": 48,
+      "data_dir": "",          # raw archives; '' → env LDM_JAX_DATA_DIR → ~/.cache/ldm_jax
+      "build_dir": "",         # built TFDS datasets; '' → env LDM_JAX_BUILD_DIR → ~/.cache/ldm_jax/tfds
+      "max_train_examples": 0,  # 0 = all; else a prefix of whole classes (tests, smoke runs)
+  })
+
+
+def rae_config(latent_dim: int = 64) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "latent_dim": latent_dim,
+      "regularizers": ("prototype",),
+      "beta": {"kl": 0.0, "vq": 0.0, "classification": 0.0, "prototype": 1.0, "simclr": 0.0, "barlow": 0.0},
+      "head_dim": 128,
+      "vq_codes": 512,
+      "vq_code_dim": 4,
+      "vq_codebook_weight": 1.0,   # paper Eq. 12; the authors' code used 2.5
+      "simclr_temperature": 0.5,
+      "barlow_lambda": 5e-3,
+      "conv_impl": "auto",         # 'auto' | 's2d' | 'xla' (experiments/BENCHMARKS.md)
+  })
+
+
+def augment_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "crop_scale": (0.1, 0.9),
+      "crop_ratio": (0.8, 1.2),
+      "rotation_deg": 15.0,
+      "translate_px": 5.0,
+      "zoom": (0.75, 1.25),
+      "shear_deg": 10.0,
+      "perspective_distortion": 0.5,
+      "perspective_p": 0.5,
+      "strength": 1.0,
+  })
+
+
+def rae_train_config(epochs: int = 300) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "batch_size": 128,
+      "epochs": epochs,
+      "lr": 1e-4,
+      "weight_decay": 1e-5,
+      "lr_decay_every_epochs": 70,   # Omniglot: lr ÷ 4 every 70 epochs (A.3.2)
+      "lr_decay_factor": 0.25,
+      "checkpoint_every_epochs": 10,
+      "keep_checkpoints": 2,
+      "sweep_mode": "auto",          # 'auto' | 'vmap' | 'map' | 'sequential' (experiments/BENCHMARKS.md)
+  })
+
+
+def mesh_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({"sweep": -1, "data": -1})  # -1: as many devices on 'sweep' as divide it

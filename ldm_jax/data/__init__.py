@@ -1,0 +1,166 @@
+"""The data layer: TF-free TFDS datasets built from the raw archives, and numpy views of their splits.
+
+    from ldm_jax import data
+    split = data.load("omniglot", "paper_train", image_size=48)   # dict of numpy arrays
+    split["images"].shape, split["labels"].shape, split["exemplar_index"].shape
+
+Datasets: `omniglot` (options: image_size, with_strokes), `quickdraw` (variant='raw'|'simplified'),
+`quickdraw_bitmap`, `clickme`. The device-resident pipeline is in `ldm_jax.data.pipeline`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+import numpy as np
+
+from ldm_jax.data import sources
+from ldm_jax.data.exemplars import select_exemplars
+from ldm_jax.data.sources import DataError
+
+DATASETS = ("omniglot", "quickdraw", "quickdraw_bitmap", "clickme")
+_READ_CHUNK = 4096
+
+
+def tfds_quiet() -> None:
+  """TFDS progress bars would drown the logs of a build that takes seconds."""
+  import tensorflow_datasets as tfds
+  tfds.disable_progress_bar()
+
+
+def builder(name: str, *, data_dir: Optional[str] = None, build_dir: Optional[str] = None, image_size: int = 48,
+            variant: str = "simplified"):
+  """The TFDS builder of a dataset (not yet prepared)."""
+  from ldm_jax.data import clickme, omniglot, quickdraw
+  kwargs = dict(raw_dir=data_dir, data_dir=str(sources.build_dir(build_dir)), file_format="array_record")
+  if name == "omniglot":
+    if image_size not in omniglot.SIZES:
+      raise ValueError(f"omniglot image_size must be one of {omniglot.SIZES}, got {image_size}")
+    return omniglot.OmniglotFull(config=f"size{image_size}", **kwargs)
+  if name == "quickdraw":
+    return quickdraw.QuickdrawStrokes(config=variant, **kwargs)
+  if name == "quickdraw_bitmap":
+    return quickdraw.QuickdrawBitmap28(**kwargs)
+  if name == "clickme":
+    return clickme.ClickmeQuickdraw(**kwargs)
+  raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+
+
+def data_source(name: str, **options):
+  """`as_data_source()` of the prepared dataset (built from the raw archives on first use).
+
+  The build holds a file lock in the build dir, so concurrent processes (test workers, hosts) build it once.
+  """
+  import fcntl
+  tfds_quiet()
+  b = builder(name, **options)
+  root = sources.build_dir(options.get("build_dir"))
+  root.mkdir(parents=True, exist_ok=True)
+  with open(root / ".build.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      b.download_and_prepare()
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
+  return b.as_data_source()
+
+
+def _read_all(source, keys: tuple[str, ...]) -> dict[str, list]:
+  out = {k: [] for k in keys}
+  for start in range(0, len(source), _READ_CHUNK):
+    for rec in source.__getitems__(list(range(start, min(start + _READ_CHUNK, len(source))))):
+      for k in keys:
+        out[k].append(rec[k])
+  return out
+
+
+def _stack(values: list) -> np.ndarray:
+  if values and isinstance(values[0], bytes):
+    return np.array([v.decode() for v in values])
+  return np.stack(values) if values else np.zeros((0,))
+
+
+def _ragged(values: list) -> np.ndarray:
+  out = np.empty(len(values), dtype=object)
+  out[:] = values
+  return out
+
+
+@functools.lru_cache(maxsize=8)
+def _omniglot_table(data_dir, build_dir, image_size, with_strokes):
+  ds = data_source("omniglot", data_dir=data_dir, build_dir=build_dir, image_size=image_size)
+  keys = ("image", "alphabet", "character", "character_in_alphabet", "drawer") + (("strokes",) if with_strokes else ())
+  parts = []
+  for lake_set, split in enumerate(("background", "evaluation")):
+    cols = _read_all(ds[split], keys)
+    table = {k: (_ragged(v) if k == "strokes" else _stack(v)) for k, v in cols.items()}
+    table["lake_set"] = np.full(len(cols["image"]), lake_set, np.int32)
+    parts.append(table)
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _finish(images, labels, extra: dict[str, Any], exemplar_space: str) -> dict[str, Any]:
+  out = {"images": images, "labels": labels.astype(np.int32), **extra}
+  if exemplar_space:
+    out["exemplar_index"] = select_exemplars(images, labels, space=exemplar_space)
+  return out
+
+
+def load(name: str, split: str = "train", *, data_dir: Optional[str] = None, build_dir: Optional[str] = None,
+         image_size: int = 48, variant: str = "simplified", with_strokes: bool = False,
+         exemplar_space: str = "pixels") -> dict[str, Any]:
+  """Numpy arrays of one split: `images` uint8 [N, H, W] (strokes = 255 on 0), `labels` int32 [N] (0..C-1),
+  `exemplar_index` [C] (row of each class's exemplar, or absent when exemplar_space=''), plus per-dataset metadata.
+  """
+  if name == "omniglot":
+    from ldm_jax.data import omniglot
+    table = _omniglot_table(data_dir, build_dir, image_size, with_strokes)
+    rows, labels, rotations = omniglot.select_split(table, split, data_dir)
+    images = table["image"][rows]
+    for k in (1, 2, 3):  # Vinyals' rotated classes; np.rot90 turns counter-clockwise like PIL.rotate
+      sel = rotations == k
+      images[sel] = np.rot90(images[sel], k=k, axes=(1, 2))
+    extra = {k: table[k][rows] for k in ("alphabet", "character", "character_in_alphabet", "drawer")}
+    extra["rotation"] = rotations * 90
+    if with_strokes:
+      extra["strokes"] = table["strokes"][rows]
+    return _finish(images, labels, extra, exemplar_space)
+  if name in ("quickdraw", "quickdraw_bitmap", "clickme"):
+    ds = data_source(name, data_dir=data_dir, build_dir=build_dir, variant=variant)
+    if split not in ds:
+      raise ValueError(f"unknown {name} split {split!r}; choose one of {sorted(ds)}")
+    src = ds[split]
+    keys = {"quickdraw": ("image", "category", "key_id", "recognized") + (("strokes",) if with_strokes else ()),
+            "quickdraw_bitmap": ("image", "category"),
+            "clickme": ("image", "label", "category", "heatmap", "heatmap_half_a", "heatmap_half_b", "n_sessions",
+                        "n_clicks")}[name]
+    cols = _read_all(src, keys)
+    table = {k: (_ragged(v) if k == "strokes" else _stack(v)) for k, v in cols.items()}
+    category = table["label"] if name == "clickme" else table["category"]
+    names, labels = np.unique(category, return_inverse=True)
+    images = table.pop("image")
+    table["class_names"] = names
+    return _finish(images, labels, table, exemplar_space)
+  raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+
+
+def splits_of(name: str) -> tuple[str, ...]:
+  if name == "omniglot":
+    from ldm_jax.data import omniglot
+    return omniglot.SPLITS
+  return ("train",)
+
+
+def info(name: str, split: Optional[str] = None, **options) -> dict[str, Any]:
+  """Counts of a dataset: drawings, classes, and per split (or of one split)."""
+  names = (split,) if split else splits_of(name)
+  per_split = {}
+  for s in names:
+    d = load(name, s, exemplar_space="", **options)
+    per_split[s] = {"drawings": int(len(d["labels"])), "classes": int(len(np.unique(d["labels"])))}
+  top = per_split[split] if split else per_split.get("all", per_split[names[0]])
+  return {"dataset": name, **top, "splits": per_split}
+
+
+__all__ = ["DATASETS", "DataError", "builder", "data_source", "info", "load", "select_exemplars", "splits_of"]

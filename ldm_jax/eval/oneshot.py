@@ -1,0 +1,35 @@
+"""N-way 1-shot classification by nearest exemplar in an embedding space, vectorised over episodes under jit."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from ldm_jax.data.pipeline import DeviceSplit
+
+
+@functools.partial(jax.jit, static_argnames=("n_way", "episodes"))
+def nearest_exemplar_accuracy(embeddings: jax.Array, split: DeviceSplit, key: jax.Array, n_way: int = 20,
+                              episodes: int = 200) -> jax.Array:
+  """Mean accuracy of `episodes` N-way 1-shot tasks: support = the N classes' exemplars, queries = every other
+  drawing of those classes, prediction = the nearest exemplar (Euclidean) in the embedding.
+
+  Args:
+    embeddings: [N, D], one row per drawing of `split`.
+  """
+  exemplars = embeddings[split.exemplar_index]                      # [C, D]
+  m = split.class_rows.shape[1]
+
+  def episode(k):
+    classes = jax.random.choice(k, split.num_classes, (n_way,), replace=False)
+    rows = split.class_rows[classes]                                 # [n_way, M]
+    valid = (jnp.arange(m)[None, :] < split.class_sizes[classes][:, None]) & (
+        rows != split.exemplar_index[classes][:, None])
+    q = embeddings[rows]                                             # [n_way, M, D]
+    d = jnp.sum(jnp.square(q[:, :, None, :] - exemplars[classes][None, None]), -1)  # [n_way, M, n_way]
+    correct = jnp.argmin(d, -1) == jnp.arange(n_way)[:, None]
+    return jnp.sum(correct & valid) / jnp.sum(valid)
+
+  return jnp.mean(jax.vmap(episode)(jax.random.split(key, episodes)))

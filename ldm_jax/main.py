@@ -1,0 +1,50 @@
+"""The one entry point: `python -m ldm_jax.main --config=configs/<job>.py[:arg] --workdir=DIR [--resume]`.
+
+Config values are overridden with `--config.<key>=<value>`; the config is locked, so an unknown key or a value of
+the wrong type stops the run before anything starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Job config file (configs/<job>.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and outputs.")
+_RESUME = flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in --workdir.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+JOBS = ("rae", "demo")
+
+
+def train_and_evaluate(config, workdir: str, resume: bool = False):
+  """Dispatches on `config.job`."""
+  if config.job == "rae":
+    from ldm_jax.train import rae
+    return rae.train_and_evaluate(config, workdir, resume=resume)
+  if config.job == "demo":
+    from ldm_jax.train import demo
+    return demo.train_and_evaluate(config, workdir, resume=resume)
+  raise ValueError(f"unknown job {config.job!r}; known jobs: {JOBS}")
+
+
+def main(argv):
+  del argv
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+  from ldm_jax import checkpoint
+  from ldm_jax.data import DataError
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+  except (DataError, checkpoint.ConfigMismatchError, checkpoint.ExistingRunError, FloatingPointError,
+          ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(app.run(main))

@@ -1,0 +1,98 @@
+"""The six latent regularizers of the paper as pure loss functions (they know nothing about models or optimisers).
+
+Every function takes latents/projections as arrays and returns a scalar (mean over the batch unless stated), so
+the RAE loss is `recon + Σ_r β_r · L_r` with β an array input of the compiled step.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+sg = jax.lax.stop_gradient
+
+
+def reconstruction_loss(x: jax.Array, x_hat: jax.Array) -> jax.Array:
+  """Squared error summed over pixels, mean over the batch (the authors' ℓ2 reconstruction, Eq. 1)."""
+  return jnp.mean(jnp.sum(jnp.square(x - x_hat).reshape(x.shape[0], -1), axis=-1))
+
+
+def reparameterize(key: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def kl_loss(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(μ, σ²) ‖ N(0, I)) summed over latent dims, mean over the batch (Eq. 2)."""
+  return jnp.mean(jnp.sum(-0.5 * (1.0 + logvar - jnp.square(mean) - jnp.exp(logvar)), axis=-1))
+
+
+def vq_quantize(z: jax.Array, codebook: jax.Array, codebook_weight: float = 1.0):
+  """Snap every `code_dim` sub-vector of z to its nearest codeword (Eq. 10, Algo. 1).
+
+  Args:
+    z: [B, d] latents; d must be a multiple of the code size.
+    codebook: [K, s] codewords.
+    codebook_weight: weight of ‖zq − sg(z)‖² (the paper: 1; the authors' code: 2.5).
+  Returns:
+    (z_st, loss, codes): the straight-through quantized latents [B, d] (value zq, gradient identity on z), the
+    quantization loss ‖sg(zq) − z‖² + w·‖zq − sg(z)‖² (means over elements, Eq. 12) and the code indices [B, d/s].
+  """
+  b, d = z.shape
+  s = codebook.shape[1]
+  flat = z.reshape(b, d // s, s)
+  dist = (jnp.sum(jnp.square(flat), -1, keepdims=True) - 2 * flat @ codebook.T
+          + jnp.sum(jnp.square(codebook), -1))                     # [B, d/s, K]
+  codes = jnp.argmin(dist, axis=-1)
+  zq = codebook[codes].reshape(b, d)
+  loss = jnp.mean(jnp.square(sg(zq) - z)) + codebook_weight * jnp.mean(jnp.square(zq - sg(z)))
+  z_st = z + sg(zq - z)  # Algo. 1 line 5: straight-through estimator
+  return z_st, loss, codes
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Cross-entropy of a linear head on the latent (Eq. 4)."""
+  logp = jax.nn.log_softmax(logits)
+  return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
+
+
+def pairwise_sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
+  """[n, k], [m, k] → [n, m] squared Euclidean distances."""
+  return jnp.sum(jnp.square(a), -1)[:, None] - 2 * a @ b.T + jnp.sum(jnp.square(b), -1)[None, :]
+
+
+def prototype_loss(proj_z: jax.Array, proj_exemplar: jax.Array) -> jax.Array:
+  """Prototypical loss against the in-batch exemplars (Eq. 5, Algo. 2).
+
+  Row i's target is its own exemplar (row i of proj_exemplar); logits = −‖p(z_i) − p(e_j)‖² over every exemplar j
+  of the batch (same-class duplicates count as negatives, as in the authors' code).
+  """
+  logits = -pairwise_sq_dists(proj_z, proj_exemplar)
+  return classification_loss(logits, jnp.arange(proj_z.shape[0]))
+
+
+def _l2_normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
+  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), eps)
+
+
+def nt_xent_loss(h_a: jax.Array, h_b: jax.Array, temperature: float = 0.5) -> jax.Array:
+  """SimCLR's NT-Xent (Eq. 14 with a temperature): for each of the 2B views, the other view of the same image
+  is the positive among the 2B − 1 other views; cosine similarities divided by τ; mean over the 2B anchors."""
+  b = h_a.shape[0]
+  h = _l2_normalize(jnp.concatenate([h_a, h_b], axis=0))
+  logits = h @ h.T / temperature
+  logits = jnp.where(jnp.eye(2 * b, dtype=bool), -jnp.inf, logits)
+  positives = jnp.concatenate([jnp.arange(b, 2 * b), jnp.arange(b)])
+  return classification_loss(logits, positives)
+
+
+def _standardize_batch(x: jax.Array, eps: float = 1e-5) -> jax.Array:
+  """BatchNorm without affine parameters (training statistics, biased variance)."""
+  return (x - x.mean(0)) / jnp.sqrt(x.var(0) + eps)
+
+
+def barlow_loss(h_a: jax.Array, h_b: jax.Array, lambda_offdiag: float = 5e-3) -> jax.Array:
+  """Barlow Twins (Eq. 15): C = bn(h_a)ᵀ bn(h_b) / B; Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²."""
+  c = _standardize_batch(h_a).T @ _standardize_batch(h_b) / h_a.shape[0]
+  on_diag = jnp.sum(jnp.square(1.0 - jnp.diagonal(c)))
+  off_diag = jnp.sum(jnp.square(c)) - jnp.sum(jnp.square(jnp.diagonal(c)))
+  return on_diag + lambda_offdiag * off_diag

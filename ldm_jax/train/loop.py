@@ -1,0 +1,107 @@
+"""The host side of training: mesh, resume, epochs, per-member metrics and checkpoints. No model knowledge.
+
+Host code runs only between compiled epochs: one device→host transfer of the epoch's metrics, then logging and,
+every few epochs, an orbax checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pathlib
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from ldm_jax import checkpoint, sharding
+from ldm_jax.data import pipeline
+from ldm_jax.train import sweep
+
+log = logging.getLogger(__name__)
+
+
+class MetricsWriter:
+  """Appends one JSON line per (epoch, member) to `metrics.jsonl`."""
+
+  def __init__(self, path: pathlib.Path, truncate_after_epoch: int | None = None):
+    self.path = path
+    if truncate_after_epoch is not None and path.exists():  # drop lines a killed run wrote after its checkpoint
+      keep = [line for line in path.read_text().splitlines()
+              if line.strip() and json.loads(line).get("epoch", 0) <= truncate_after_epoch]
+      path.write_text("".join(line + "\n" for line in keep))
+
+  def write(self, record: dict[str, Any]) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(workdir: str | pathlib.Path, member: int | None = None) -> list[dict]:
+  """Metric records of a run (of one member if given)."""
+  lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
+  records = [json.loads(line) for line in lines if line.strip()]
+  return [r for r in records if member is None or r.get("member") == member]
+
+
+def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Callable, tx, hparams, members: list[dict],
+        data: pipeline.DeviceSplit, resume: bool = False, desc: str = "train"):
+  """Trains the stacked sweep for `config.train.epochs` epochs; returns (states, mesh).
+
+  Raises:
+    ExistingRunError: the workdir has checkpoints and `resume` is False (nothing is overwritten).
+    ConfigMismatchError: resuming from a checkpoint of another config.
+    FloatingPointError: every member of the sweep produced only non-finite losses in an epoch.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  tc = config.train
+  k = len(members)
+  mesh = sharding.make_mesh(k, tc.batch_size, config.mesh.sweep, config.mesh.data)
+  ckpt = checkpoint.Checkpointer(workdir, config.to_dict(), keep=tc.keep_checkpoints)
+  states = sweep.init_sweep(init_fn, tx, sweep.member_keys(config.seed, k), mesh)
+  start = 0
+  if ckpt.latest_epoch() is not None:
+    if not resume:
+      raise checkpoint.ExistingRunError(
+          f"{workdir} already holds checkpoints (latest epoch {ckpt.latest_epoch()}): pass --resume to continue "
+          f"that run, or choose another --workdir")
+    states, start = ckpt.restore(checkpoint.abstract_like(states))
+    log.info("resumed from epoch %d", start)
+  (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
+  (workdir / "members.json").write_text(json.dumps(members, indent=1))
+  hparams = sharding.shard_members(hparams, mesh)
+  data = jax.device_put(data, sharding.replicated(mesh))
+  mode = sweep.resolve_sweep_mode(tc.sweep_mode)
+  if mode == "sequential" and mesh.size > 1 and tc.sweep_mode == "auto":
+    mode = "vmap"  # several devices: spread the members over the mesh
+  epoch_fn = sweep.make_epoch_fn(loss_fn, tx, tc.batch_size, mesh if mode != "sequential" else None, mode)
+  writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start)
+  every = max(1, tc.checkpoint_every_epochs)
+  for epoch in tqdm(range(start + 1, tc.epochs + 1), desc=desc, initial=start, total=tc.epochs, disable=None):
+    states, metrics = epoch_fn(states, hparams, data)
+    metrics = jax.device_get(metrics)
+    diverged = []
+    for i, member in enumerate(members):
+      record = {k_: float(np.asarray(v)[i]) for k_, v in metrics.items()}
+      writer.write({"epoch": epoch, "member": i, **member, **record})
+      if record["nonfinite_steps"] > 0:
+        log.warning("member %d (%s): %d non-finite steps skipped in epoch %d", i, member.get("name", ""),
+                    int(record["nonfinite_steps"]), epoch)
+      steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
+      if record["nonfinite_steps"] >= steps:
+        diverged.append(i)
+    if epoch % every == 0 or epoch == tc.epochs:
+      ckpt.save(epoch, states, {"members": members})
+    if len(diverged) == k:
+      ckpt.wait()
+      raise FloatingPointError(f"every member's loss was non-finite for all of epoch {epoch}; the last checkpoint "
+                               f"in {ckpt.directory} holds the last finite parameters")
+  ckpt.wait()
+  ckpt.close()
+  return states, mesh
+
+
+def steps_for_epochs(num_examples: int, batch_size: int, epochs: float) -> int:
+  return int(math.ceil(epochs * pipeline.steps_per_epoch(num_examples, batch_size)))

@@ -1,0 +1,205 @@
+"""The RAE job: a β sweep of regularized autoencoders trained as one compiled program (paper §4.1, A.2, A.3).
+
+Every member shares the architecture (the union of the active regularizers, a static function of the config) and
+has its own β vector (one weight per regularizer, in `REGULARIZERS` order) and its own data stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ldm_jax import augment, data as data_lib, regularizers as R
+from ldm_jax.data import pipeline
+from ldm_jax.eval.oneshot import nearest_exemplar_accuracy
+from ldm_jax.models.rae import RAE, REGULARIZERS
+from ldm_jax.train import loop, sweep
+
+log = logging.getLogger(__name__)
+CONTRASTIVE = ("simclr", "barlow")
+
+
+def resolve_conv_impl(impl: str) -> str:
+  """'auto' picks the measured winner per backend (experiments/BENCHMARKS.md)."""
+  if impl != "auto":
+    return impl
+  return "matmul" if jax.default_backend() == "cpu" else "xla"
+
+
+def build_model(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> RAE:
+  rc = cfg.rae
+  return RAE(latent_dim=rc.latent_dim, regularizers=tuple(rc.regularizers), num_classes=num_classes,
+             head_dim=rc.head_dim, vq_codes=rc.vq_codes, vq_code_dim=rc.vq_code_dim,
+             conv_impl=resolve_conv_impl(rc.conv_impl))
+
+
+def sweep_members(cfg: ml_collections.ConfigDict) -> tuple[list[dict[str, Any]], np.ndarray]:
+  """Member descriptions and their β matrix [K, 6]: `rae.beta` with `sweep.regularizer` set to each sweep value."""
+  base = np.array([float(cfg.rae.beta[r]) for r in REGULARIZERS], np.float32)
+  values = tuple(cfg.sweep.betas) or (None,)
+  members, betas = [], []
+  for v in values:
+    b = base.copy()
+    if v is not None:
+      b[REGULARIZERS.index(cfg.sweep.regularizer)] = v
+    beta = {r: float(x) for r, x in zip(REGULARIZERS, b) if r in cfg.rae.regularizers}
+    members.append({"name": ",".join(f"{r}={x:g}" for r, x in beta.items()) or "none", "beta": beta})
+    betas.append(b)
+  return members, np.stack(betas)
+
+
+def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams):
+  """One training forward pass; returns the reconstruction target, the reconstruction and each active loss."""
+  b = x.shape[0]
+  k_a, k_b, k_kl = jax.random.split(rng, 3)
+  contrastive = any(r in regs for r in CONTRASTIVE)
+  # Algo. 3/4: with a contrastive regularizer the decoder sees view A and reconstructs x.
+  views = [augment.augment_batch(k_a, x, aug), augment.augment_batch(k_b, x, aug)] if contrastive else [x]
+  if "prototype" in regs:
+    views.append(exemplar)
+  mean, logvar = module.encode(jnp.concatenate(views), True)   # one pass: every view shares BN statistics
+  z = R.reparameterize(k_kl, mean, logvar) if "kl" in regs else mean
+  losses = {}
+  if "kl" in regs:
+    losses["kl"] = R.kl_loss(mean, logvar)
+  if "vq" in regs:
+    z, losses["vq"], _ = R.vq_quantize(z, module.get_codebook(), cfg.rae.vq_codebook_weight)
+  z_main = z[:b]
+  x_hat = module.decode(z_main, True)
+  if "classification" in regs:
+    losses["classification"] = R.classification_loss(module.classify(z_main), labels)
+  if "prototype" in regs:
+    p = module.project_prototype(jnp.concatenate([z_main, z[-b:]]), True)
+    losses["prototype"] = R.prototype_loss(p[:b], p[b:])
+  if "simclr" in regs:
+    h = module.project_simclr(z[:2 * b])
+    losses["simclr"] = R.nt_xent_loss(h[:b], h[b:], cfg.rae.simclr_temperature)
+  if "barlow" in regs:
+    h = module.project_barlow(z[:2 * b], True)
+    losses["barlow"] = R.barlow_loss(h[:b], h[b:], cfg.rae.barlow_lambda)
+  return x_hat, losses
+
+
+def make_loss_fn(model: RAE, cfg: ml_collections.ConfigDict):
+  regs = tuple(model.regularizers)
+  aug = augment.AugmentParams(**cfg.augment.to_dict())
+
+  def loss_fn(params, batch_stats, hparams, batch, rng):
+    x = batch["image"]
+    (x_hat, losses), updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, x, batch["exemplar"], batch["label"], rng, regs, cfg, aug,
+        method=_forward, mutable=["batch_stats"])
+    recon = R.reconstruction_loss(x, x_hat)
+    reg = sum(hparams["beta"][REGULARIZERS.index(r)] * l for r, l in losses.items())
+    total = recon + reg
+    return total, (updates["batch_stats"], {"recon": recon, **losses})
+
+  return loss_fn
+
+
+def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> optax.GradientTransformation:
+  """Adam with coupled weight decay (PyTorch's Adam(weight_decay=...)), lr ÷ factor every N epochs (A.3.2)."""
+  tc = cfg.train
+  if tc.lr_decay_every_epochs > 0:
+    lr = optax.exponential_decay(tc.lr, transition_steps=tc.lr_decay_every_epochs * steps_per_epoch,
+                                 decay_rate=tc.lr_decay_factor, staircase=True)
+  else:
+    lr = tc.lr
+  return optax.chain(optax.add_decayed_weights(tc.weight_decay), optax.scale_by_adam(),
+                     optax.scale_by_learning_rate(lr))
+
+
+def load_split(cfg: ml_collections.ConfigDict, split: str, limit: int = 0) -> dict[str, Any]:
+  dc = cfg.data
+  d = data_lib.load(dc.name, split, data_dir=dc.data_dir or None, build_dir=dc.build_dir or None,
+                    image_size=dc.image_size)
+  if limit and limit < len(d["labels"]):
+    # A prefix of whole classes keeps every kept class complete (exemplars stay inside the subset).
+    keep_classes = np.unique(d["labels"][:limit])
+    rows = np.flatnonzero(np.isin(d["labels"], keep_classes))
+    _, labels = np.unique(d["labels"][rows], return_inverse=True)
+    d = {"images": d["images"][rows], "labels": labels.astype(np.int32)}
+    d["exemplar_index"] = data_lib.select_exemplars(d["images"], d["labels"])
+  return d
+
+
+def encode_fn(model: RAE):
+  """jit: (variables, uint8 images [N, H, W]) → encoder means [N, d], in eval mode, in chunks of 500."""
+
+  @jax.jit
+  def encode(variables, images_u8):
+    n = images_u8.shape[0]
+    chunk = 500
+    pad = (-n) % chunk
+    x = jnp.pad(images_u8, ((0, pad), (0, 0), (0, 0))).reshape(-1, chunk, *images_u8.shape[1:])
+    z = jax.lax.map(lambda xs: model.apply(variables, pipeline.to_float(xs), False, method=RAE.encode)[0], x)
+    return z.reshape(-1, z.shape[-1])[:n]
+
+  return encode
+
+
+def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.DeviceSplit) -> list[float]:
+  """20-way 1-shot nearest-exemplar accuracy in each member's latent space (test classes)."""
+  encode = encode_fn(model)
+  accs = []
+  for i in range(states.step.shape[0]):
+    st = sweep.take_member(states, i)
+    z = encode({"params": st.params, "batch_stats": st.batch_stats}, test.images)
+    accs.append(float(nearest_exemplar_accuracy(z, test, jax.random.PRNGKey(cfg.seed), n_way=cfg.eval.n_way,
+                                                episodes=cfg.eval.episodes)))
+  return accs
+
+
+def load_member(workdir: str | pathlib.Path, member: int):
+  """One model of a trained sweep, alone: (model, variables {'params', 'batch_stats'}, member description)."""
+  from ldm_jax import checkpoint
+  workdir = pathlib.Path(workdir)
+  cfg = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+  members = json.loads((workdir / "members.json").read_text())
+  run = json.loads((workdir / "run.json").read_text())
+  model = build_model(cfg, run["num_classes"])
+  tx = make_optimizer(cfg, run["steps_per_epoch"])
+  init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
+  abstract = jax.eval_shape(lambda: sweep.init_sweep(init_fn, tx, sweep.member_keys(cfg.seed, len(members))))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  ckpt = checkpoint.Checkpointer(workdir, cfg.to_dict())
+  states, _ = ckpt.restore(checkpoint.abstract_like(abstract, device))
+  st = sweep.take_member(states, member)
+  return model, {"params": st.params, "batch_stats": st.batch_stats}, members[member]
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict[str, Any]:
+  train = load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
+  test = load_split(cfg, cfg.data.eval_split)
+  num_classes = int(train["labels"].max()) + 1
+  model = build_model(cfg, num_classes)
+  members, betas = sweep_members(cfg)
+  spe = pipeline.steps_per_epoch(len(train["labels"]), cfg.train.batch_size)
+  if spe == 0:
+    raise ValueError(f"batch_size {cfg.train.batch_size} exceeds the {len(train['labels'])} training drawings")
+  tx = make_optimizer(cfg, spe)
+  init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
+  pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
+  pathlib.Path(workdir, "run.json").write_text(json.dumps({"num_classes": num_classes, "steps_per_epoch": spe}))
+  states, _ = loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg), tx=tx,
+                       hparams={"beta": jnp.asarray(betas)}, members=members, data=pipeline.to_device(train),
+                       resume=resume, desc="rae")
+  accs = evaluate_sweep(model, states, cfg, pipeline.to_device(test))
+  last = {r["member"]: r for r in loop.read_metrics(workdir) if r["epoch"] == cfg.train.epochs}
+  summary = {"members": [{**m, "oneshot_accuracy": a, "recon": last.get(i, {}).get("recon"),
+                          "nonfinite_steps": int(jax.device_get(states.nonfinite_steps[i]))}
+                         for i, (m, a) in enumerate(zip(members, accs))],
+             "n_way": cfg.eval.n_way, "episodes": cfg.eval.episodes, "eval_split": cfg.data.eval_split}
+  pathlib.Path(workdir, "summary.json").write_text(json.dumps(summary, indent=1))
+  for m in summary["members"]:
+    log.info("%s: %d-way 1-shot nearest-exemplar accuracy %.3f, recon %.2f", m["name"], cfg.eval.n_way,
+             m["oneshot_accuracy"], m["recon"] or float("nan"))
+  return summary

@@ -1,0 +1,93 @@
+"""The RAE of Table 1: parameter counts, exact conv implementations, gradients, augmentations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import rae as rae_config
+from ldm_jax import augment
+from ldm_jax.models import layers
+from ldm_jax.models.rae import RAE, REGULARIZERS
+from ldm_jax.train import rae
+
+
+def n_params(tree):
+  return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def test_parameter_counts_match_table_1():
+  v = RAE(latent_dim=128).init(jax.random.PRNGKey(0), jnp.zeros((1, 48, 48, 1)))
+  assert n_params(v["params"]["encoder"]) == 320_352  # Table 1's encoder rows, exactly
+  assert abs(n_params(v["params"]) - 1.08e6) / 1.08e6 < 0.01
+
+
+@pytest.mark.parametrize("impl", ["s2d", "matmul"])
+def test_conv_implementations_are_exact_with_gradients(impl):
+  k = jax.random.normal(jax.random.PRNGKey(0), (4, 4, 3, 5))
+  for h, p in ((48, 1), (12, 2), (7, 1)):
+    x = jax.random.normal(jax.random.PRNGKey(h), (2, h, h, 3))
+    f = lambda x, k, i: jnp.sum(jnp.sin(layers.conv4x4_stride2(x, k, p, i)))
+    np.testing.assert_allclose(f(x, k, impl), f(x, k, "xla"), rtol=1e-4)
+    for a, b in zip(jax.grad(f, (0, 1))(x, k, impl), jax.grad(f, (0, 1))(x, k, "xla")):
+      np.testing.assert_allclose(a, b, atol=1e-4)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 3))
+  g = lambda x, k, i: jnp.sum(jnp.sin(layers.conv_transpose4x4_stride2(x, k, i)))
+  np.testing.assert_allclose(g(x, k, impl), g(x, k, "xla"), rtol=1e-4)
+  for a, b in zip(jax.grad(g, (0, 1))(x, k, impl), jax.grad(g, (0, 1))(x, k, "xla")):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_conv_transpose_matches_pytorch_definition():
+  """out[2i + a - 1] += in[i] · w[a] (PyTorch ConvTranspose2d, stride 2, padding 1), by explicit loops."""
+  rng = np.random.default_rng(0)
+  x, w = rng.normal(size=(1, 3, 3, 2)).astype(np.float32), rng.normal(size=(4, 4, 2, 3)).astype(np.float32)
+  want = np.zeros((1, 8, 8, 3), np.float32)
+  for i in range(3):
+    for j in range(3):
+      for a in range(4):
+        for b in range(4):
+          oi, oj = 2 * i + a - 1, 2 * j + b - 1
+          if 0 <= oi < 6 and 0 <= oj < 6:
+            want[0, oi, oj] += x[0, i, j] @ w[a, b]
+  got = layers.conv_transpose4x4_stride2(jnp.asarray(x), jnp.asarray(w), "matmul")
+  np.testing.assert_allclose(got, want[:, :6, :6], atol=1e-5)
+
+
+@pytest.mark.real_data
+def test_all_regularizers_together_give_finite_gradients(omniglot_test):
+  from ldm_jax.data import pipeline
+  cfg = rae_config.get_config("omniglot,tiny")
+  cfg.rae.regularizers = REGULARIZERS
+  for r in REGULARIZERS:
+    cfg.rae.beta[r] = 1.0
+  model = rae.build_model(cfg, num_classes=150)
+  v = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 48, 48, 1)), False)
+  batch = pipeline.sample_batch(pipeline.to_device(omniglot_test), jax.random.PRNGKey(0), 0, 16)
+  loss_fn = rae.make_loss_fn(model, cfg)
+  (loss, (_, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      v["params"], v["batch_stats"], {"beta": jnp.ones(6)}, batch, jax.random.PRNGKey(1))
+  assert set(metrics) == {"recon", *REGULARIZERS}
+  assert all(np.isfinite(float(m)) for m in metrics.values())
+  leaves = jax.tree.leaves(grads)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+  for head in ("encoder", "decoder", "codebook", "classifier", "prototype_projector", "simclr_head",
+               "barlow_projector"):
+    assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads[head]))) > 0, head
+
+
+def test_augmentations_identity_shape_and_range():
+  x = jax.random.uniform(jax.random.PRNGKey(0), (4, 48, 48, 1))
+  ident = augment.augment_batch(jax.random.PRNGKey(1), x, augment.AugmentParams(strength=0.0))
+  np.testing.assert_allclose(ident, x, atol=1e-5)
+  y = jax.jit(augment.augment_batch)(jax.random.PRNGKey(2), x)
+  assert y.shape == x.shape and float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+  assert float(jnp.abs(y - x).mean()) > 0.01
+
+
+def test_perspective_homography_maps_corners():
+  src = jnp.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+  dst = jnp.array([[0.1, 0.0], [0.9, 0.2], [1.0, 1.0], [0.0, 0.8]])
+  h = augment.homography_from_points(src, dst)
+  p = jnp.concatenate([src, jnp.ones((4, 1))], 1) @ h.T
+  np.testing.assert_allclose(p[:, :2] / p[:, 2:], dst, atol=1e-5)
