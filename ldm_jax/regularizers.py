@@ -56,8 +56,9 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def pairwise_sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
-  """[n, k], [m, k] → [n, m] squared Euclidean distances."""
-  return jnp.sum(jnp.square(a), -1)[:, None] - 2 * a @ b.T + jnp.sum(jnp.square(b), -1)[None, :]
+  """[n, k], [m, k] → [n, m] squared Euclidean distances, by explicit differences: the ‖a‖² − 2ab + ‖b‖² form
+  cancels catastrophically when a sample sits near its exemplar, which is exactly what this loss rewards."""
+  return jnp.sum(jnp.square(a[:, None, :] - b[None, :, :]), -1)
 
 
 def prototype_loss(proj_z: jax.Array, proj_exemplar: jax.Array) -> jax.Array:

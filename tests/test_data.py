@@ -42,7 +42,7 @@ def test_omniglot_polarity_and_range(omniglot_all):
 
 def test_omniglot_strokes_where_archives_exist(omniglot_all):
   has = np.array([len(s) > 0 for s in omniglot_all["strokes"]])
-  assert has.sum() == 2720 + 3120  # the two labelled background subsets
+  assert has.sum() == 2720 + 3120 - 1000  # the two labelled background subsets share 1,000 drawings
   s = omniglot_all["strokes"][np.flatnonzero(has)[0]]
   assert s.shape[1] == 3 and s[-1, 2] == 1
   np.testing.assert_allclose(strokes.stroke3_to_absolute(strokes.absolute_to_stroke3(s)), s, atol=1e-4)
@@ -108,15 +108,18 @@ def test_quickdraw_bitmap_byte_shift_is_undone():
 
 
 def test_quickdraw_fs_loader_on_real_drawings(tmp_path):
-  qd = data.load("quickdraw", exemplar_space="pixels")
-  classes = np.flatnonzero(np.bincount(qd["labels"]) >= 25)[:560]   # 560 classes with 25 drawings each
-  images = np.stack([qd["images"][qd["labels"] == c][:25] for c in classes])
-  protos = images[:, :1]
+  # 665 'classes' of 10 real drawings each, in the official layout: the 345 raw categories, then 320 simplified ones.
+  groups = []
+  for variant, n_classes in (("raw", 345), ("simplified", 320)):
+    qd = data.load("quickdraw", variant=variant, exemplar_space="")
+    groups += [qd["images"][qd["labels"] == c][:10] for c in range(n_classes)]
+  images = np.stack(groups)                                  # [665, 10, 48, 48]
   path = tmp_path / "qdfs.npz"
-  np.savez(path, data=images, prototype=protos)  # the official layout, filled with real QuickDraw drawings
+  np.savez(path, data=images, prototype=images[:, :1])
   test = quickdraw.load_quickdraw_fs(path, "test")
-  assert test["images"].shape == ((len(classes) - 550) * 25, 48, 48)
+  assert test["images"].shape == (115 * 10, 48, 48) and test["exemplars"].shape == (115, 48, 48)
   np.testing.assert_array_equal(test["exemplars"][0], images[550, 0])
+  np.testing.assert_array_equal(test["labels"][:11], [0] * 10 + [1])
   assert quickdraw.load_quickdraw_fs(path, "train")["labels"].max() == 549
 
 

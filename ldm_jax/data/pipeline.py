@@ -36,6 +36,8 @@ def to_device(split: dict[str, Any], sharding: Optional[jax.sharding.Sharding] =
   labels = np.asarray(split["labels"], np.int32)
   n_classes = int(labels.max()) + 1
   sizes = np.bincount(labels, minlength=n_classes)
+  if labels.min() < 0 or not sizes.all():
+    raise ValueError("labels must be 0..C-1 with every class present (relabel with np.unique(return_inverse))")
   rows = np.zeros((n_classes, int(sizes.max())), np.int32)
   for c in range(n_classes):
     r = np.flatnonzero(labels == c)
