@@ -17,6 +17,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from ldm_jax.data.archive_builder import ArchiveBuilder
 from PIL import Image
 
 from ldm_jax.data import sources
@@ -71,31 +73,24 @@ def read_click_sessions(root=None) -> tuple[dict[str, list[np.ndarray]], dict[in
   return sessions, {k: c.most_common(1)[0][0] for k, c in names.items()}
 
 
-class ClickmeQuickdraw(tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
+class ClickmeQuickdraw(ArchiveBuilder):
+  """ClickMe-QuickDraw sketches with human click heatmaps (whole, and two halves of the sessions)."""
 
-  def __init__(self, *, raw_dir: str | None = None, **kwargs):
-    self._raw_dir = raw_dir
-    super().__init__(**kwargs)
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        disable_shuffling=True,  # records keep generation order: splits and indices are reproducible
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.uint8),
-            "image_full": tfds.features.Tensor(shape=(CANVAS, CANVAS), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "category": tfds.features.Text(),
-            "heatmap": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.float32),
-            "heatmap_half_a": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.float32),
-            "heatmap_half_b": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.float32),
-            "n_sessions": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "n_clicks": tfds.features.Tensor(shape=(), dtype=np.int32),
-        }),
-        homepage="https://github.com/serre-lab/click_draw",
-    )
+  HOMEPAGE = "https://github.com/serre-lab/click_draw"
+
+  def features(self):
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.uint8),
+        "image_full": tfds.features.Tensor(shape=(CANVAS, CANVAS), dtype=np.uint8),
+        "label": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "category": tfds.features.Text(),
+        "heatmap": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.float32),
+        "heatmap_half_a": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.float32),
+        "heatmap_half_b": tfds.features.Tensor(shape=(SIZE, SIZE), dtype=np.float32),
+        "n_sessions": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "n_clicks": tfds.features.Tensor(shape=(), dtype=np.int32),
+    })
 
   def _split_generators(self, dl_manager):
     del dl_manager

@@ -18,6 +18,8 @@ import zipfile
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from ldm_jax.data.archive_builder import ArchiveBuilder
 from PIL import Image
 
 from ldm_jax.data import sources
@@ -77,33 +79,24 @@ class OmniglotConfig(tfds.core.BuilderConfig):
     self.size = size
 
 
-class OmniglotFull(tfds.core.GeneratorBasedBuilder):
+class OmniglotFull(ArchiveBuilder):
   """Full Omniglot, images at one size per config, strokes where available."""
 
-  VERSION = tfds.core.Version("1.0.0")
   BUILDER_CONFIGS = [OmniglotConfig(size=s) for s in SIZES]
   DEFAULT_CONFIG_NAME = "size48"
 
-  def __init__(self, *, raw_dir: str | None = None, **kwargs):
-    self._raw_dir = raw_dir
-    super().__init__(**kwargs)
+  HOMEPAGE = "https://github.com/brendenlake/omniglot"
 
-  def _info(self):
+  def features(self):
     s = self.builder_config.size
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        disable_shuffling=True,  # records keep generation order: splits and indices are reproducible
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(s, s), dtype=np.uint8),
-            "alphabet": tfds.features.Text(),
-            "character": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "character_in_alphabet": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "drawer": tfds.features.Tensor(shape=(), dtype=np.int32),
-            "strokes": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
-        }),
-        homepage="https://github.com/brendenlake/omniglot",
-    )
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(s, s), dtype=np.uint8),
+        "alphabet": tfds.features.Text(),
+        "character": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "character_in_alphabet": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "drawer": tfds.features.Tensor(shape=(), dtype=np.int32),
+        "strokes": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),
+    })
 
   def _split_generators(self, dl_manager):
     del dl_manager  # archives come from the data dir (and are downloaded there by `sources.fetch`)

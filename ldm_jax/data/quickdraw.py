@@ -20,6 +20,8 @@ import zipfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ldm_jax.data.archive_builder import ArchiveBuilder
+
 from ldm_jax.data import sources, strokes as strokes_lib
 
 RASTER_SIZE = 48
@@ -54,29 +56,22 @@ class QuickdrawStrokesConfig(tfds.core.BuilderConfig):
     self.variant = variant
 
 
-class QuickdrawStrokes(tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
+class QuickdrawStrokes(ArchiveBuilder):
+  """QuickDraw ndjson drawings: stroke-3 sequences and 48×48 rasters (strokes = 255 on 0)."""
+
   BUILDER_CONFIGS = [QuickdrawStrokesConfig(variant=v) for v in ("raw", "simplified")]
   DEFAULT_CONFIG_NAME = "simplified"
 
-  def __init__(self, *, raw_dir: str | None = None, **kwargs):
-    self._raw_dir = raw_dir
-    super().__init__(**kwargs)
+  HOMEPAGE = "https://github.com/googlecreativelab/quickdraw-dataset"
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        disable_shuffling=True,  # records keep generation order: splits and indices are reproducible
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(RASTER_SIZE, RASTER_SIZE), dtype=np.uint8),
-            "strokes": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),  # stroke-3
-            "category": tfds.features.ClassLabel(names=read_categories(self._raw_dir)),
-            "key_id": tfds.features.Tensor(shape=(), dtype=np.int64),
-            "recognized": tfds.features.Tensor(shape=(), dtype=np.bool_),
-        }),
-        homepage="https://github.com/googlecreativelab/quickdraw-dataset",
-    )
+  def features(self):
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(RASTER_SIZE, RASTER_SIZE), dtype=np.uint8),
+        "strokes": tfds.features.Tensor(shape=(None, 3), dtype=np.float32),  # stroke-3
+        "category": tfds.features.ClassLabel(names=read_categories(self._raw_dir)),
+        "key_id": tfds.features.Tensor(shape=(), dtype=np.int64),
+        "recognized": tfds.features.Tensor(shape=(), dtype=np.bool_),
+    })
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -127,23 +122,14 @@ def read_bitmaps(root=None) -> dict[str, np.ndarray]:
   return out
 
 
-class QuickdrawBitmap28(tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
+class QuickdrawBitmap28(ArchiveBuilder):
+  """28×28 QuickDraw numpy_bitmap images of the three bitmap archives, duplicates removed."""
 
-  def __init__(self, *, raw_dir: str | None = None, **kwargs):
-    self._raw_dir = raw_dir
-    super().__init__(**kwargs)
-
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        disable_shuffling=True,  # records keep generation order: splits and indices are reproducible
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(28, 28), dtype=np.uint8),
-            "category": tfds.features.Text(),
-        }),
-    )
+  def features(self):
+    return tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=(28, 28), dtype=np.uint8),
+        "category": tfds.features.Text(),
+    })
 
   def _split_generators(self, dl_manager):
     del dl_manager

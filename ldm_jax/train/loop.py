@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import pathlib
+import time
 from typing import Any, Callable
 
 import jax
@@ -74,14 +75,16 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
   hparams = sharding.shard_members(hparams, mesh)
   data = jax.device_put(data, sharding.replicated(mesh))
   mode = sweep.resolve_sweep_mode(tc.sweep_mode)
-  if mode == "sequential" and mesh.size > 1 and tc.sweep_mode == "auto":
+  if mode != "vmap" and mesh.size > 1 and tc.sweep_mode == "auto":
     mode = "vmap"  # several devices: spread the members over the mesh
   epoch_fn = sweep.make_epoch_fn(loss_fn, tx, tc.batch_size, mesh if mode != "sequential" else None, mode)
   writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start)
   every = max(1, tc.checkpoint_every_epochs)
   for epoch in tqdm(range(start + 1, tc.epochs + 1), desc=desc, initial=start, total=tc.epochs, disable=None):
+    t0 = time.perf_counter()
     states, metrics = epoch_fn(states, hparams, data)
     metrics = jax.device_get(metrics)
+    metrics["epoch_seconds"] = np.full(k, time.perf_counter() - t0)  # the first epoch includes compilation
     diverged = []
     for i, member in enumerate(members):
       record = {k_: float(np.asarray(v)[i]) for k_, v in metrics.items()}

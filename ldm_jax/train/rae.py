@@ -31,7 +31,7 @@ def resolve_conv_impl(impl: str) -> str:
   """'auto' picks the measured winner per backend (experiments/BENCHMARKS.md)."""
   if impl != "auto":
     return impl
-  return "matmul" if jax.default_backend() == "cpu" else "xla"
+  return "matmul" if jax.default_backend() == "cpu" else "s2d"
 
 
 def build_model(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> RAE:

@@ -101,9 +101,9 @@ SWEEP_MODES = ("auto", "vmap", "map", "sequential")
 
 
 def resolve_sweep_mode(mode: str) -> str:
-  """'auto': 'vmap' on accelerators; on CPU 'sequential', measured fastest there (experiments/BENCHMARKS.md)."""
+  """'auto': 'vmap' on accelerators; 'map' on CPU, measured fastest there (experiments/BENCHMARKS.md)."""
   if mode == "auto":
-    return "sequential" if jax.default_backend() == "cpu" else "vmap"
+    return "map" if jax.default_backend() == "cpu" else "vmap"
   return mode
 
 
@@ -122,7 +122,7 @@ def make_epoch_fn(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None = None
 
   sweep_mode 'vmap' batches the members into one wider compiled program (sharded over the mesh's 'sweep' axis);
   'map' runs them one after another inside one program (`lax.map`); 'sequential' dispatches one compiled
-  single-member epoch per member, which XLA:CPU runs fastest; 'auto' picks per backend.
+  single-member epoch per member; 'auto' picks the measured winner per backend.
   """
   sweep_mode = resolve_sweep_mode(sweep_mode)
   one = functools.partial(member_epoch, loss_fn, tx, batch_size, mesh)
