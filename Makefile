@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m ldm_jax.main --config=configs/demo.py --workdir=$(WORKDIR) $(if $(wildcard $(WORKDIR)/checkpoints),--resume,)
+	$(PY) -m ldm_jax.main --config=configs/demo.py --workdir=$(WORKDIR) $(if $(wildcard $(WORKDIR)/rae/checkpoints),--resume,)
 
 test: venv
 	$(PY) -m pytest -q -n 2 --dist loadfile

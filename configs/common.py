@@ -80,3 +80,42 @@ def rae_train_config(epochs: int = 300) -> ml_collections.ConfigDict:
 
 def mesh_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({"sweep": -1, "data": -1})  # -1: as many devices on 'sweep' as divide it
+
+
+def diffusion_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "timesteps": 1000,
+      "beta_start": 1.5e-3,
+      "beta_end": 1.95e-2,
+      "schedule": "linear",        # the paper; 'scaled_linear' (√β linear) is the authors' code
+      "cond_drop_prob": 0.1,       # classifier-free guidance: null (zero) condition w.p. 0.1
+  })
+
+
+def ldm_train_config(epochs: int = 1000) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "batch_size": 128,
+      "epochs": epochs,
+      "lr": 1e-4,
+      "adam_eps": 1e-5,
+      "weight_decay": 0.01,          # AdamW's default
+      "lr_decay_every_epochs": 200,  # lr ÷ 10 every 200 epochs (A.4.3)
+      "lr_decay_factor": 0.1,
+      "checkpoint_every_epochs": 50,
+      "keep_checkpoints": 2,
+      "sweep_mode": "auto",
+  })
+
+
+def sample_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "guidance": 1.0,             # γ of Eq. 8
+      "sampler": "ddpm",           # 'ddpm' (all T steps) | 'ddim'
+      "ddim_steps": 50,
+      "per_exemplar": 10,          # samples per test exemplar
+      "max_classes": 0,            # 0 = every test class
+      "chunk": 4096,               # rows per sampler call
+      "seed": 0,
+      "grid_classes": 12,
+      "grid_rows": 6,
+  })

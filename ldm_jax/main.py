@@ -18,7 +18,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _RESUME = flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in --workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("rae", "demo")
+JOBS = ("rae", "ldm", "demo")
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False):
@@ -26,6 +26,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False):
   if config.job == "rae":
     from ldm_jax.train import rae
     return rae.train_and_evaluate(config, workdir, resume=resume)
+  if config.job == "ldm":
+    from ldm_jax.train import ldm
+    return ldm.train_and_evaluate(config, workdir, resume=resume)
   if config.job == "demo":
     from ldm_jax.train import demo
     return demo.train_and_evaluate(config, workdir, resume=resume)
@@ -35,12 +38,13 @@ def train_and_evaluate(config, workdir: str, resume: bool = False):
 def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+  logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes through absl
   from ldm_jax import checkpoint
   from ldm_jax.data import DataError
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
   except (DataError, checkpoint.ConfigMismatchError, checkpoint.ExistingRunError, FloatingPointError,
-          ValueError) as e:
+          ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0

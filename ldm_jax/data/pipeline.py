@@ -30,6 +30,28 @@ class DeviceSplit:
   def num_classes(self) -> int:
     return self.exemplar_index.shape[0]
 
+  def gather(self, rows: jax.Array) -> dict[str, jax.Array]:
+    return gather_batch(self, rows)
+
+
+@flax.struct.dataclass
+class LatentSplit:
+  """Cached latents of a split: the training data of a diffusion model, gathered like `DeviceSplit`.
+
+  May carry leading member axes (one latent set per RAE of a sweep); the example axis is always -2.
+  """
+  latents: jax.Array         # float32 [..., N, d], standardised
+  labels: jax.Array          # int32 [..., N]
+  exemplar_index: jax.Array  # int32 [..., C]
+
+  @property
+  def num_examples(self) -> int:
+    return self.latents.shape[-2]
+
+  def gather(self, rows: jax.Array) -> dict[str, jax.Array]:
+    """{'x': latents of the rows, 'cond': latents of their classes' exemplars}."""
+    return {"x": self.latents[rows], "cond": self.latents[self.exemplar_index[self.labels[rows]]]}
+
 
 def to_device(split: dict[str, Any], sharding: Optional[jax.sharding.Sharding] = None) -> DeviceSplit:
   """Puts a `data.load` split on the device(s) (replicated unless a sharding is given)."""

@@ -33,3 +33,24 @@ def nearest_exemplar_accuracy(embeddings: jax.Array, split: DeviceSplit, key: ja
     return jnp.sum(correct & valid) / jnp.sum(valid)
 
   return jnp.mean(jax.vmap(episode)(jax.random.split(key, episodes)))
+
+
+@jax.jit
+def exemplar_fidelity(samples: jax.Array, exemplars: jax.Array) -> dict[str, jax.Array]:
+  """How often generated samples sit closer to their own exemplar than to the others' (Euclidean).
+
+  Args:
+    samples: [C, n, D], n samples conditioned on each of C exemplars.
+    exemplars: [C, D].
+  Returns:
+    'nearest': fraction of samples whose nearest exemplar is their own (chance 1/C);
+    'pairwise': fraction of (sample, other exemplar) pairs with d(sample, own) < d(sample, other) (chance 1/2).
+  """
+  c, n, _ = samples.shape
+  s = samples.reshape(c * n, -1)
+  d = jnp.sum(s * s, -1)[:, None] - 2.0 * s @ exemplars.T + jnp.sum(exemplars * exemplars, -1)[None, :]
+  own_class = jnp.repeat(jnp.arange(c), n)
+  own = d[jnp.arange(c * n), own_class]
+  others = jnp.arange(c)[None, :] != own_class[:, None]
+  return {"nearest": jnp.mean(jnp.argmin(d, -1) == own_class),
+          "pairwise": jnp.sum((own[:, None] < d) & others) / jnp.sum(others)}

@@ -1,4 +1,10 @@
-"""The demo job: RAE sweep → one-shot scores → a figure of test exemplars and their reconstructions."""
+"""The demo job (the README's main command): a small one-shot LDM on Omniglot, end to end.
+
+RAE sweep (a non-regularised and a prototype-regularised autoencoder, one compiled program) → their one-shot
+scores and reconstructions → one guided latent diffusion model per RAE (one compiled program) → samples for the
+held-out characters, the sample grids (exemplars on top) and the fidelity metrics. Stages live in
+`<workdir>/rae` and `<workdir>/ldm`; a re-run resumes the stage that was interrupted.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,15 @@ import json
 import logging
 import pathlib
 
-import jax
 import jax.numpy as jnp
-import matplotlib
+import ml_collections
 import numpy as np
 
 from ldm_jax.data import pipeline
+from ldm_jax.eval.figures import write_grid
 from ldm_jax.models.rae import RAE
-from ldm_jax.train import rae
+from ldm_jax.train import ldm, rae
 
-matplotlib.use("Agg")
 log = logging.getLogger(__name__)
 
 
@@ -25,33 +30,38 @@ def reconstruct(model: RAE, variables, images_u8: np.ndarray) -> np.ndarray:
   return np.asarray(model.apply(variables, mean, False, method=RAE.decode))[..., 0]
 
 
-def write_grid(path: pathlib.Path, rows: list[np.ndarray], labels: list[str]) -> None:
-  import matplotlib.pyplot as plt
-  n = rows[0].shape[0]
-  fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.6, len(rows) * 0.7), squeeze=False)
-  for r, (images, label) in enumerate(zip(rows, labels)):
-    for c in range(n):
-      ax = axes[r, c]
-      ax.imshow(images[c], cmap="gray", vmin=0, vmax=1)
-      ax.set_xticks([]), ax.set_yticks([])
-    axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+def _stage_done(workdir: pathlib.Path) -> bool:
+  return (workdir / "summary.json").exists()
+
+
+def _run_stage(fn, cfg, workdir: pathlib.Path, resume: bool):
+  if _stage_done(workdir) and resume:
+    return json.loads((workdir / "summary.json").read_text())
+  return fn(cfg, str(workdir), resume=resume and (workdir / "checkpoints").exists())
 
 
 def train_and_evaluate(cfg, workdir: str, resume: bool = False):
-  summary = rae.train_and_evaluate(cfg, workdir, resume=resume)
-  test = rae.load_split(cfg, cfg.data.eval_split)
+  out = pathlib.Path(workdir)
+  rae_summary = _run_stage(rae.train_and_evaluate, cfg.rae_job, out / "rae", resume)
+  test = rae.load_split(cfg.rae_job, cfg.rae_job.data.eval_split)
   exemplars = test["images"][test["exemplar_index"][: cfg.demo.grid_classes]]
   rows, labels = [exemplars / 255.0], ["exemplar"]
-  for i, member in enumerate(summary["members"]):
-    model, variables, _ = rae.load_member(workdir, i)
-    rows.append(reconstruct(model, variables, exemplars))
+  _, model, variables, members, _ = rae.load_sweep(out / "rae")
+  for v, member in zip(variables, members):
+    rows.append(reconstruct(model, v, exemplars))
     labels.append(member["name"])
-  out = pathlib.Path(workdir)
   write_grid(out / "reconstructions.png", rows, labels)
-  (out / "demo_metrics.json").write_text(json.dumps(summary, indent=1))
-  log.info("wrote %s and %s", out / "reconstructions.png", out / "demo_metrics.json")
-  print(json.dumps({m["name"]: round(m["oneshot_accuracy"], 4) for m in summary["members"]}))
-  return summary
+
+  ldm_cfg = ml_collections.ConfigDict(cfg.ldm_job.to_dict())
+  ldm_cfg.ldm.rae_workdir = str((out / "rae").absolute())
+  ldm_summary = _run_stage(ldm.train_and_evaluate, ldm_cfg, out / "ldm", resume)
+  metrics = {"rae": rae_summary, "ldm": ldm_summary}
+  (out / "demo_metrics.json").write_text(json.dumps(metrics, indent=1))
+  line = {m["name"]: {"oneshot_accuracy": round(m["oneshot_accuracy"], 4)} for m in rae_summary["members"]}
+  for m in ldm_summary["members"]:
+    line[m["name"]].update({k: round(m[k], 4) for k in ("loss_first_epoch", "loss_last_epoch", "pixel_nearest",
+                                                        "latent_nearest", "chance_nearest") if k in m})
+  log.info("wrote %s, %s and %s", out / "reconstructions.png", out / "ldm" / "samples_*.png",
+           out / "demo_metrics.json")
+  print(json.dumps(line))
+  return metrics

@@ -47,8 +47,11 @@ def read_metrics(workdir: str | pathlib.Path, member: int | None = None) -> list
 
 
 def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Callable, tx, hparams, members: list[dict],
-        data: pipeline.DeviceSplit, resume: bool = False, desc: str = "train"):
+        data, resume: bool = False, desc: str = "train", member_data: bool = False, meta: dict | None = None):
   """Trains the stacked sweep for `config.train.epochs` epochs; returns (states, mesh).
+
+  `data`: a `DeviceSplit` or `LatentSplit` shared by all members, or with `member_data` one per member (leading
+  axis). `meta`: extra JSON saved with every checkpoint (e.g. each member's latent scaling).
 
   Raises:
     ExistingRunError: the workdir has checkpoints and `resume` is False (nothing is overwritten).
@@ -73,11 +76,12 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
   (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
   (workdir / "members.json").write_text(json.dumps(members, indent=1))
   hparams = sharding.shard_members(hparams, mesh)
-  data = jax.device_put(data, sharding.replicated(mesh))
+  data = jax.device_put(data, sharding.member_sharding(mesh) if member_data else sharding.replicated(mesh))
   mode = sweep.resolve_sweep_mode(tc.sweep_mode)
   if mode != "vmap" and mesh.size > 1 and tc.sweep_mode == "auto":
     mode = "vmap"  # several devices: spread the members over the mesh
-  epoch_fn = sweep.make_epoch_fn(loss_fn, tx, tc.batch_size, mesh if mode != "sequential" else None, mode)
+  epoch_fn = sweep.make_epoch_fn(loss_fn, tx, tc.batch_size, mesh if mode != "sequential" else None, mode,
+                                 member_data=member_data)
   writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start)
   every = max(1, tc.checkpoint_every_epochs)
   for epoch in tqdm(range(start + 1, tc.epochs + 1), desc=desc, initial=start, total=tc.epochs, disable=None):
@@ -96,7 +100,7 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
       if record["nonfinite_steps"] >= steps:
         diverged.append(i)
     if epoch % every == 0 or epoch == tc.epochs:
-      ckpt.save(epoch, states, {"members": members})
+      ckpt.save(epoch, states, {"members": members, **(meta or {})})
     if len(diverged) == k:
       ckpt.wait()
       raise FloatingPointError(f"every member's loss was non-finite for all of epoch {epoch}; the last checkpoint "

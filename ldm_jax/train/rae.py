@@ -158,10 +158,13 @@ def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.Dev
   return accs
 
 
-def load_member(workdir: str | pathlib.Path, member: int):
-  """One model of a trained sweep, alone: (model, variables {'params', 'batch_stats'}, member description)."""
+def load_sweep(workdir: str | pathlib.Path):
+  """A trained sweep: (config, model, [variables {'params', 'batch_stats'} per member], member descriptions,
+  run info {'num_classes', 'steps_per_epoch'})."""
   from ldm_jax import checkpoint
   workdir = pathlib.Path(workdir)
+  if not (workdir / "run.json").exists():
+    raise FileNotFoundError(f"{workdir} holds no trained RAE sweep (no run.json): train one with configs/rae.py")
   cfg = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
   members = json.loads((workdir / "members.json").read_text())
   run = json.loads((workdir / "run.json").read_text())
@@ -172,8 +175,15 @@ def load_member(workdir: str | pathlib.Path, member: int):
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   ckpt = checkpoint.Checkpointer(workdir, cfg.to_dict())
   states, _ = ckpt.restore(checkpoint.abstract_like(abstract, device))
-  st = sweep.take_member(states, member)
-  return model, {"params": st.params, "batch_stats": st.batch_stats}, members[member]
+  variables = [{"params": st.params, "batch_stats": st.batch_stats}
+               for st in (sweep.take_member(states, i) for i in range(len(members)))]
+  return cfg, model, variables, members, run
+
+
+def load_member(workdir: str | pathlib.Path, member: int):
+  """One model of a trained sweep, alone: (model, variables {'params', 'batch_stats'}, member description)."""
+  _, model, variables, members, _ = load_sweep(workdir)
+  return model, variables[member], members[member]
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict[str, Any]:

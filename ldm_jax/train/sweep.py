@@ -88,7 +88,7 @@ def member_epoch(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None, state:
   perm = pipeline.epoch_permutation(jax.random.fold_in(state.key, 0), state.step // spe, data.num_examples)
 
   def body(st, i):
-    batch = pipeline.gather_batch(data, pipeline.batch_rows(perm, i, batch_size))
+    batch = data.gather(pipeline.batch_rows(perm, i, batch_size))
     if mesh is not None:
       batch = jax.tree.map(lambda x: sharding.constrain_batch(x, mesh), batch)
     return train_step(loss_fn, tx, st, hparams, batch)
@@ -107,19 +107,23 @@ def resolve_sweep_mode(mode: str) -> str:
   return mode
 
 
-def _sequential(one_jitted):
+def _sequential(one_jitted, member_data: bool):
   """Members one after another through ONE compiled single-member epoch (compiled once for the whole sweep)."""
 
   def run(states, hparams, data):
-    outs = [one_jitted(take_member(states, i), take_member(hparams, i), data) for i in range(states.step.shape[0])]
+    outs = [one_jitted(take_member(states, i), take_member(hparams, i), take_member(data, i) if member_data else data)
+            for i in range(states.step.shape[0])]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
   return run
 
 
-def make_epoch_fn(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None = None, sweep_mode: str = "vmap"):
+def make_epoch_fn(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None = None, sweep_mode: str = "vmap",
+                  member_data: bool = False):
   """`(states, hparams, data) -> (states, metrics)` for a stacked sweep.
 
+  `data` has a `gather(rows)` method and `num_examples` (`DeviceSplit`, `LatentSplit`); it is shared by all
+  members, or with `member_data` has a leading member axis (e.g. each diffusion model's own RAE latents).
   sweep_mode 'vmap' batches the members into one wider compiled program (sharded over the mesh's 'sweep' axis);
   'map' runs them one after another inside one program (`lax.map`); 'sequential' dispatches one compiled
   single-member epoch per member; 'auto' picks the measured winner per backend.
@@ -129,17 +133,22 @@ def make_epoch_fn(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None = None
   if sweep_mode == "sequential":
     if mesh is not None and mesh.size > 1:
       raise ValueError("sweep_mode 'sequential' runs on one device; use 'vmap' with a multi-device mesh")
-    return _sequential(jax.jit(one, donate_argnums=0))
+    return _sequential(jax.jit(one, donate_argnums=0), member_data)
   if sweep_mode == "vmap":
-    fn = jax.vmap(one, in_axes=(0, 0, None), spmd_axis_name=sharding.SWEEP if mesh is not None else None)
+    fn = jax.vmap(one, in_axes=(0, 0, 0 if member_data else None),
+                  spmd_axis_name=sharding.SWEEP if mesh is not None else None)
   elif sweep_mode == "map":
-    fn = lambda states, hparams, data: jax.lax.map(lambda sh: one(sh[0], sh[1], data), (states, hparams))
+    if member_data:
+      fn = lambda states, hparams, data: jax.lax.map(lambda shd: one(*shd), (states, hparams, data))
+    else:
+      fn = lambda states, hparams, data: jax.lax.map(lambda sh: one(sh[0], sh[1], data), (states, hparams))
   else:
     raise ValueError(f"sweep_mode must be one of {SWEEP_MODES}, got {sweep_mode!r}")
   if mesh is None:
     return jax.jit(fn, donate_argnums=0)
   member, rep = sharding.member_sharding(mesh), sharding.replicated(mesh)
-  return jax.jit(fn, in_shardings=(member, member, rep), out_shardings=(member, member), donate_argnums=0)
+  return jax.jit(fn, in_shardings=(member, member, member if member_data else rep), out_shardings=(member, member),
+                 donate_argnums=0)
 
 
 def init_sweep(init_fn, tx, keys: jax.Array, mesh: Mesh | None = None) -> TrainState:

@@ -1,0 +1,167 @@
+"""A trained one-shot generator, whole: the frozen RAE, the denoiser, the latent scaling and the schedule.
+
+`generate` is the one-shot API: exemplar images → n samples per exemplar (encode → standardise → guided sampling →
+de-standardise → decode), batched over all exemplars at once. `save`/`load` write and read one self-contained
+orbax checkpoint directory per model, so a fresh process regenerates the same samples from a key. The pixel-space
+baseline is the same object with no RAE (the sampler then runs on images in [−1, 1]).
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from ldm_jax import diffusion, sampling
+from ldm_jax.data import pipeline
+from ldm_jax.models.pixel_denoiser import PixelDenoiser
+from ldm_jax.models.rae import RAE
+from ldm_jax.models.unet1d import build_unet
+
+SPACES = ("latent", "pixel")
+
+
+@flax.struct.dataclass
+class LDM:
+  denoiser_params: Any
+  schedule: diffusion.Schedule
+  rae_variables: Any            # {'params', 'batch_stats'} of the frozen RAE; None in pixel space
+  latent_mean: jax.Array        # scalar: the standardisation of the training latents (0 in pixel space)
+  latent_std: jax.Array         # scalar (1 in pixel space)
+  denoiser: Any = flax.struct.field(pytree_node=False)
+  rae: Any = flax.struct.field(pytree_node=False)
+
+  @property
+  def space(self) -> str:
+    return "pixel" if self.rae is None else "latent"
+
+  def eps_fn(self, params, x, cond, t):
+    return self.denoiser.apply({"params": params}, x, cond, t)
+
+
+def build_denoiser(space: str, unet: str, latent_dim: int, conv_impl: str = "s2d"):
+  if space == "latent":
+    return build_unet(unet, latent_dim)
+  if space == "pixel":
+    return PixelDenoiser(unet=unet, conv_impl=conv_impl)
+  raise ValueError(f"unknown space {space!r}; choose from {SPACES}")
+
+
+def denoiser_eps_fn(denoiser):
+  return lambda params, x, cond, t: denoiser.apply({"params": params}, x, cond, t)
+
+
+# --- images ↔ the sampler's space -------------------------------------------------------------------------------
+
+def _in_chunks(fn, x: jax.Array, chunk: int = 500) -> jax.Array:
+  n = x.shape[0]
+  pad = (-n) % chunk
+  xs = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)).reshape(-1, chunk, *x.shape[1:])
+  out = jax.lax.map(fn, xs)
+  return out.reshape(-1, *out.shape[2:])[:n]
+
+
+@jax.jit
+def encode(ldm: LDM, images_u8: jax.Array) -> jax.Array:
+  """uint8 [N, H, W] → standardised latents [N, d] (latent space) or images in [−1, 1] [N, H, W, 1] (pixels)."""
+  if ldm.rae is None:
+    return pipeline.to_float(images_u8) * 2.0 - 1.0
+  mean = _in_chunks(lambda x: ldm.rae.apply(ldm.rae_variables, pipeline.to_float(x), False, method=RAE.encode)[0],
+                    images_u8)
+  return (mean - ldm.latent_mean) / ldm.latent_std
+
+
+@jax.jit
+def decode(ldm: LDM, x: jax.Array) -> jax.Array:
+  """The sampler's output → images [N, H, W] in [0, 1]."""
+  if ldm.rae is None:
+    return jnp.clip((x[..., 0] + 1.0) / 2.0, 0.0, 1.0)
+  z = x * ldm.latent_std + ldm.latent_mean
+  return _in_chunks(lambda zs: ldm.rae.apply(ldm.rae_variables, zs, False, method=RAE.decode), z)[..., 0]
+
+
+def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1.0, sampler: str = "ddpm",
+             ddim_steps: int = 50, chunk: int = 4096) -> dict[str, np.ndarray]:
+  """n samples for each of C exemplar images, all in one batch (in chunks of `chunk` rows).
+
+  Returns {'images': [C, n, H, W] in [0, 1], 'codes': [C, n, ...] the sampler's outputs (standardised latents or
+  pixels), 'exemplar_codes': [C, ...]}.
+  """
+  exemplars_u8 = jnp.asarray(exemplars_u8)
+  c = exemplars_u8.shape[0]
+  cond = encode(ldm, exemplars_u8)
+  cond_rep = jnp.repeat(cond, n, axis=0)                  # [C·n, ...], exemplar-major
+  sample_fn = _sampler(ldm.denoiser, sampler, ddim_steps)
+  codes = sampling.chunked(sample_fn, ldm.denoiser_params, ldm.schedule, cond_rep, key, guidance, chunk)
+  images = decode(ldm, codes)
+  return {"images": np.asarray(images).reshape(c, n, *images.shape[1:]),
+          "codes": np.asarray(codes).reshape(c, n, *codes.shape[1:]), "exemplar_codes": np.asarray(cond)}
+
+
+_SAMPLERS: dict = {}
+
+
+def _sampler(denoiser, kind: str, ddim_steps: int):
+  """One compiled sampler per (denoiser, kind): repeated calls reuse it."""
+  k = (denoiser, kind, ddim_steps)
+  if k not in _SAMPLERS:
+    _SAMPLERS[k] = sampling.make_sampler(denoiser_eps_fn(denoiser), kind, ddim_steps)
+  return _SAMPLERS[k]
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------------
+
+def save(path: str | pathlib.Path, ldm: LDM, spec: dict) -> None:
+  """Writes `path/ldm.json` (everything needed to rebuild the modules) and `path/arrays` (orbax).
+
+  `spec`: {'space', 'unet', 'latent_dim', 'conv_impl', 'diffusion': {...}, 'rae_config': {...} | None,
+  'rae_num_classes': int, plus any description (member, β, ...)}.
+  """
+  path = pathlib.Path(path).absolute()
+  path.mkdir(parents=True, exist_ok=True)
+  tree = {"denoiser": ldm.denoiser_params, "latent_mean": ldm.latent_mean, "latent_std": ldm.latent_std}
+  if ldm.rae is not None:
+    tree["rae"] = ldm.rae_variables
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(path / "arrays", jax.device_get(tree), force=True)
+  ckptr.wait_until_finished()
+  (path / "ldm.json").write_text(json.dumps(spec, indent=1, default=str))
+
+
+def load(path: str | pathlib.Path) -> tuple[LDM, dict]:
+  """(LDM, spec) from a directory written by `save`."""
+  from ldm_jax.train import rae as rae_job
+  path = pathlib.Path(path).absolute()
+  spec = json.loads((path / "ldm.json").read_text())
+  denoiser = build_denoiser(spec["space"], spec["unet"], spec["latent_dim"], spec.get("conv_impl", "s2d"))
+  rae = None
+  if spec["space"] == "latent":
+    rae = rae_job.build_model(ml_collections.ConfigDict(spec["rae_config"]), spec["rae_num_classes"])
+  abstract = jax.eval_shape(lambda: _init_tree(denoiser, rae, spec))
+  tree = ocp.StandardCheckpointer().restore(path / "arrays", abstract)
+  dc = ml_collections.ConfigDict(spec["diffusion"])
+  ldm = LDM(denoiser_params=tree["denoiser"], schedule=diffusion.schedule_from_config(dc),
+            rae_variables=tree.get("rae"), latent_mean=tree["latent_mean"], latent_std=tree["latent_std"],
+            denoiser=denoiser, rae=rae)
+  return ldm, spec
+
+
+def _init_tree(denoiser, rae, spec):
+  key = jax.random.PRNGKey(0)
+  size = spec.get("image_size", 48)
+  if spec["space"] == "latent":
+    x = jnp.zeros((1, spec["latent_dim"]))
+  else:
+    x = jnp.zeros((1, size, size, 1))
+  tree = {"denoiser": denoiser.init(key, x, x, jnp.zeros((1,), jnp.int32))["params"],
+          "latent_mean": jnp.zeros(()), "latent_std": jnp.zeros(())}
+  if rae is not None:
+    tree["rae"] = rae.init(key, jnp.zeros((2, size, size, 1)), False)
+  return tree

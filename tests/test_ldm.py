@@ -1,0 +1,100 @@
+"""The LDM job on real Omniglot: a diffusion model per RAE of a sweep as one program, exported checkpoints that
+regenerate identical samples in another process, and clear errors."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import run_main
+from ldm_jax import ldm as ldm_lib
+from ldm_jax.eval.oneshot import exemplar_fidelity
+from ldm_jax.train import loop
+
+pytestmark = pytest.mark.real_data
+
+RAE_TINY = ["--config=configs/rae.py:omniglot,tiny", "--config.data.max_train_examples=640",
+            "--config.train.batch_size=32", "--config.eval.episodes=10"]
+LDM_TINY = ["--config=configs/ldm.py:omniglot,tiny", "--config.data.max_train_examples=640",
+            "--config.train.batch_size=32", "--config.train.epochs=4", "--config.sample.max_classes=6",
+            "--config.sample.per_exemplar=3"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  root = tmp_path_factory.mktemp("ldm")
+  r = run_main(*RAE_TINY, f"--workdir={root}/rae")
+  assert r.returncode == 0, r.stderr[-3000:]
+  out = run_main(*LDM_TINY, f"--config.ldm.rae_workdir={root}/rae", f"--workdir={root}/ldm")
+  assert out.returncode == 0, out.stderr[-3000:]
+  return root
+
+
+def test_one_diffusion_model_per_rae_with_its_own_latent_scaling(trained):
+  summary = json.loads((trained / "ldm" / "summary.json").read_text())
+  members = summary["members"]
+  assert [m["rae_member"] for m in members] == [0, 1]
+  assert [m["beta"]["prototype"] for m in members] == [0.0, 1.0]
+  assert members[0]["latent_std"] != members[1]["latent_std"] and all(m["latent_std"] > 0 for m in members)
+  for i, m in enumerate(members):
+    losses = [r["loss"] for r in loop.read_metrics(trained / "ldm", i)]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses      # the denoising loss falls
+    assert m["nonfinite_steps"] == 0
+    assert (trained / "ldm" / f"samples_{i}.png").stat().st_size > 1000
+    assert 0.0 <= m["pixel_nearest"] <= 1.0 and m["chance_nearest"] == pytest.approx(1 / 6)
+
+
+def test_exported_ldm_regenerates_identical_samples_in_a_fresh_process(trained):
+  # The job ran in its own process; this one loads the exported model and samples again with the same key.
+  saved = np.load(trained / "ldm" / "samples_1.npz")
+  model, spec = ldm_lib.load(trained / "ldm" / "models" / "1")
+  assert spec["space"] == "latent" and spec["member"]["beta"]["prototype"] == 1.0
+  assert model.schedule.timesteps == 50
+  out = ldm_lib.generate(model, saved["exemplars"], 3, jax.random.PRNGKey(0), guidance=1.0)
+  assert out["images"].shape == (6, 3, 48, 48)
+  np.testing.assert_array_equal(out["images"], saved["images"])
+  np.testing.assert_array_equal(out["codes"], saved["codes"])
+  assert 0.0 <= out["images"].min() and out["images"].max() <= 1.0
+  # another key gives other samples
+  other = ldm_lib.generate(model, saved["exemplars"], 3, jax.random.PRNGKey(1), guidance=1.0)
+  assert np.abs(other["codes"] - out["codes"]).max() > 1e-3
+
+
+def test_latent_job_needs_an_rae_sweep(tmp_path):
+  out = run_main(*LDM_TINY, f"--workdir={tmp_path}/w")
+  assert out.returncode == 2 and "rae_workdir" in out.stderr
+  out = run_main(*LDM_TINY, f"--config.ldm.rae_workdir={tmp_path}/nothing", f"--workdir={tmp_path}/w2")
+  assert out.returncode == 2 and "no trained RAE sweep" in out.stderr
+
+
+def test_exemplar_fidelity_known_values():
+  ex = np.eye(4, dtype=np.float32) * 10                        # four far-apart exemplars
+  own = np.repeat(ex[:, None], 3, axis=1) + 0.1                # samples at their own exemplar
+  f = exemplar_fidelity(own, ex)
+  assert float(f["nearest"]) == 1.0 and float(f["pairwise"]) == 1.0
+  wrong = np.roll(own, 1, axis=0)                              # every sample at the next class's exemplar
+  f = exemplar_fidelity(wrong, ex)
+  assert float(f["nearest"]) == 0.0 and float(f["pairwise"]) == 0.0   # ties (equidistant others) are not wins
+
+
+def test_pixel_space_ldm_round_trips_through_its_checkpoint(tmp_path):
+  from ldm_jax import diffusion
+  from ldm_jax.models.pixel_denoiser import PixelDenoiser
+  denoiser = PixelDenoiser(unet="small", conv_impl="xla")
+  x = jax.numpy.zeros((1, 48, 48, 1))
+  params = denoiser.init(jax.random.PRNGKey(0), x, x, jax.numpy.zeros((1,), jax.numpy.int32))["params"]
+  dc = {"timesteps": 4, "beta_start": 1e-2, "beta_end": 2e-2, "schedule": "linear", "cond_drop_prob": 0.1}
+  model = ldm_lib.LDM(denoiser_params=params, schedule=diffusion.make_schedule(4, 1e-2, 2e-2), rae_variables=None,
+                      latent_mean=jax.numpy.float32(0), latent_std=jax.numpy.float32(1), denoiser=denoiser, rae=None)
+  ldm_lib.save(tmp_path / "m", model, {"space": "pixel", "unet": "small", "latent_dim": 0, "image_size": 48,
+                                       "conv_impl": "xla", "diffusion": dc})
+  loaded, spec = ldm_lib.load(tmp_path / "m")
+  assert loaded.space == "pixel" and spec["diffusion"]["timesteps"] == 4
+  exemplars = np.zeros((2, 48, 48), np.uint8)
+  exemplars[:, 20:28, 10:38] = 255
+  a = ldm_lib.generate(model, exemplars, 2, jax.random.PRNGKey(3))
+  b = ldm_lib.generate(loaded, exemplars, 2, jax.random.PRNGKey(3))
+  assert a["images"].shape == (2, 2, 48, 48) and a["codes"].shape == (2, 2, 48, 48, 1)
+  np.testing.assert_array_equal(a["images"], b["images"])
+  assert a["images"].min() >= 0.0 and a["images"].max() <= 1.0
