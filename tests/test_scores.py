@@ -1,0 +1,92 @@
+"""Originality / recognizability scores: known values, invariants, and the real test drawings in pixel space."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ldm_jax.eval import scores
+
+
+def _separated(c=30, n=10, d=16, noise=0.0, seed=0):
+  rng = np.random.default_rng(seed)
+  ex = rng.normal(size=(c, d)).astype(np.float32) * 10
+  samples = ex[:, None, :] + noise * rng.normal(size=(c, n, d)).astype(np.float32)
+  return jnp.asarray(samples), jnp.asarray(ex)
+
+
+def test_originality_of_exact_copies_is_zero_and_grows_with_noise():
+  copies, ex = _separated()
+  assert float(jnp.abs(scores.originality(copies, ex)).max()) < 1e-3
+  means = [float(scores.originality(_separated(noise=s)[0], ex).mean()) for s in (0.5, 1.0, 2.0, 4.0)]
+  assert all(a < b for a, b in zip(means, means[1:])), means
+
+
+def test_originality_is_invariant_to_feature_scale():
+  s, ex = _separated(noise=1.0)
+  np.testing.assert_allclose(scores.originality(3.0 * s, 3.0 * ex), scores.originality(s, ex), rtol=1e-4)
+
+
+def test_recognizability_perfect_for_copies_and_chance_for_noise():
+  copies, ex = _separated(noise=0.1)
+  assert float(scores.recognizability(copies, ex, jax.random.PRNGKey(0)).mean()) == 1.0
+  rng = np.random.default_rng(1)
+  noise = jnp.asarray(rng.normal(size=(60, 50, 16)).astype(np.float32))
+  ex = jnp.asarray(rng.normal(size=(60, 16)).astype(np.float32))
+  r = float(scores.recognizability(noise, ex, jax.random.PRNGKey(0), tasks_per_class=20).mean())
+  assert abs(r - 1 / 20) < 0.015, r
+
+
+def test_every_class_is_queried_in_the_same_number_of_tasks_and_the_key_fixes_them():
+  s, ex = _separated(noise=8.0)
+  a = scores.recognizability(s, ex, jax.random.PRNGKey(3), tasks_per_class=7)
+  b = scores.recognizability(s, ex, jax.random.PRNGKey(3), tasks_per_class=7)
+  assert a.shape == (30, 10)
+  np.testing.assert_array_equal(a, b)
+  assert np.all(np.isclose(np.asarray(a) * 7, np.round(np.asarray(a) * 7)))   # k/7 per sample
+  with pytest.raises(ValueError, match="20-way"):
+    scores.recognizability(s[:5], ex[:5], jax.random.PRNGKey(0))
+
+
+@pytest.mark.real_data
+def test_real_test_drawings_are_recognizable_in_pixel_space(omniglot_test):
+  """The human point's recognizability with raw pixels as the metric space: far above 20-way chance (a trained
+  critic does better); shuffled labels bring it to chance."""
+  from ldm_jax.data import pipeline
+  split = pipeline.to_device(omniglot_test)
+  class_rows, ex_rows = np.asarray(split.class_rows), np.asarray(split.exemplar_index)
+  rows = np.stack([r[r != e][:19] for r, e in zip(class_rows, ex_rows)])   # the 19 drawings besides the exemplar
+  x = omniglot_test["images"].reshape(len(omniglot_test["labels"]), -1).astype(np.float32) / 255.0
+  samples, ex = jnp.asarray(x)[rows], jnp.asarray(x)[split.exemplar_index]
+  r = float(scores.recognizability(samples, ex, jax.random.PRNGKey(0)).mean())
+  assert r > 0.25, r
+  shuffled = samples[np.random.default_rng(0).permutation(samples.shape[0])]
+  assert float(scores.recognizability(shuffled, ex, jax.random.PRNGKey(0)).mean()) < 0.1
+
+
+def test_binning_sorts_by_originality():
+  ori = jnp.asarray([[5.0, 1.0, 3.0, 2.0, 4.0, 0.0]])
+  rec = jnp.asarray([[0.0, 1.0, 0.0, 1.0, 0.0, 1.0]])
+  o, r = scores.binned_by_originality(ori, rec, bins=3)
+  np.testing.assert_allclose(o, [[0.5, 2.5, 4.5]])
+  np.testing.assert_allclose(r, [[1.0, 0.5, 0.0]])
+
+
+def test_normalisation_and_distance_to_human_by_hand():
+  ori = np.array([2.0, 4.0, 6.0])          # two models and the human point (index 2)
+  rec = np.array([0.9, 0.5, 0.8])
+  norm = scores.normalise_originality(ori)
+  np.testing.assert_allclose(norm, [0.0, 0.5, 1.0])
+  np.testing.assert_allclose(scores.distance_to_human(norm, rec, human_index=2),
+                             [np.hypot(1.0, 0.1), np.hypot(0.5, 0.3), 0.0])
+
+
+def test_parametric_fit_recovers_a_quadratic_in_log_beta():
+  betas = np.array([1e-3, 1e-2, 1e-1, 1, 10])
+  t = np.log10(betas)
+  grid, o, r = scores.parametric_fit(betas, 0.5 * t ** 2 + t, 1 - 0.1 * t)
+  assert grid[0] == t.min() and grid[-1] == t.max() and np.all(np.diff(grid) > 0)   # oriented by increasing β
+  np.testing.assert_allclose(o, 0.5 * grid ** 2 + grid, atol=1e-8)
+  np.testing.assert_allclose(r, 1 - 0.1 * grid, atol=1e-8)
+  with pytest.raises(ValueError, match="β > 0"):
+    scores.parametric_fit([0.0, 1.0, 2.0], [1, 2, 3], [1, 2, 3])
