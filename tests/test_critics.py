@@ -81,3 +81,24 @@ def test_critic_shapes_and_parameter_layout():
   imported, _ = import_torch_state_dict(_torch_like_state_dict("projection"))
   assert jax.tree.structure(imported) == jax.tree.structure(
       {"params": variables["params"], "batch_stats": variables["batch_stats"]})
+
+
+@pytest.mark.real_data
+def test_tiny_critics_train_on_omniglot_and_recognize_real_test_drawings(tmp_path):
+  import json
+  from conftest import run_main
+  from ldm_jax.eval import scores
+  from ldm_jax.train import critics
+  out = run_main("--config=configs/critics.py:omniglot,tiny", f"--workdir={tmp_path}")
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.loads((tmp_path / "summary.json").read_text())
+  for name in ("protonet", "simclr"):
+    assert summary[name]["loss_last_epoch"] < summary[name]["loss_first_epoch"], summary
+  assert summary["protonet"]["human_recognizability"] > 0.2          # 20-way chance is 0.05
+  model, variables = critics.load(tmp_path, "simclr")
+  from ldm_jax import data
+  test = data.load("omniglot", "paper_test", image_size=50)
+  feats = critics.embed_fn(model, head=False)(variables, jnp.asarray(test["images"][:40]))
+  assert feats.shape == (40, 256)
+  ori = scores.originality(jnp.stack([feats[:20], feats[:20] + 0.5]), jnp.stack([feats[:20][0], feats[:20][0]]))
+  assert ori.shape == (2, 20) and float(ori[0, 0]) == 0.0

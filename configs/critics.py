@@ -1,0 +1,41 @@
+"""The two critic networks of the originality-vs-recognizability evaluation, on Omniglot (paper A.6).
+
+    python -m ldm_jax.main --config=configs/critics.py:omniglot --workdir=runs/critics
+
+Arg: `omniglot`, `tiny` for a smoke run (tests).
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  a = common.parse_arg(arg, dataset="omniglot", tiny=False)
+  c = ml_collections.ConfigDict()
+  c.job = "critics"
+  c.seed = 0
+  c.data = common.data_config(a.dataset)
+  c.data.image_size = 50                     # the critics' input size
+  c.critics = ml_collections.ConfigDict({
+      "train": ("protonet", "simclr"),
+      "temperature": 0.5,                    # SimCLR's NT-Xent τ
+      "human_samples": 19,                   # real test drawings per class for the human point
+      "conv_impl": "auto",
+  })
+  c.augment = common.augment_config()
+  c.train = ml_collections.ConfigDict({
+      "batch_size": 60,                      # protonet: a 60-way 1-shot task per step
+      "epochs": 60,
+      "lr": 1e-3,
+      "checkpoint_every_epochs": 10,
+      "keep_checkpoints": 2,
+      "sweep_mode": "auto",
+  })
+  c.mesh = common.mesh_config()
+  if a.tiny:
+    c.data.max_train_examples = 320
+    c.train.batch_size = 32
+    c.train.epochs = 2
+    c.train.checkpoint_every_epochs = 1
+  return c

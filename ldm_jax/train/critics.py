@@ -1,0 +1,124 @@
+"""The critics job: the two Omniglot critic networks, trained on the training characters at 50×50 (paper A.6).
+
+* `protonet` (recognizability): one-shot prototypical training with each drawing's class exemplar as the support:
+  every step is a B-way 1-shot task over the batch's exemplars (B = batch size, 60 by default as the paper's
+  60-way tasks; two drawings of one class in a batch count as negatives of each other, as in the prototype
+  regulariser), squared Euclidean distances in the 128-d metric space.
+* `simclr` (originality): NT-Xent (τ = 0.5) between two augmented views (τ_A/τ_B of A.2.3) on the 128-d
+  projection; the originality features are the 256-d features before it.
+
+Each critic trains with the generic sweep trainer (one member) in `<workdir>/<critic>` and loads with `load`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ldm_jax import augment, regularizers as R
+from ldm_jax.data import pipeline
+from ldm_jax.models.critics import Conv4Critic
+from ldm_jax.train import loop, rae as rae_job, sweep
+
+log = logging.getLogger(__name__)
+CRITICS = {"protonet": "metric", "simclr": "projection"}
+
+
+def build_model(cfg, critic: str) -> Conv4Critic:
+  return Conv4Critic(head=CRITICS[critic], conv_impl=rae_job.resolve_conv_impl(cfg.critics.conv_impl))
+
+
+def make_loss_fn(model: Conv4Critic, cfg, critic: str):
+  aug = augment.AugmentParams(**cfg.augment.to_dict())
+
+  def loss_fn(params, batch_stats, hparams, batch, rng):
+    del hparams
+    x = batch["image"]
+    if critic == "protonet":
+      inputs = jnp.concatenate([x, batch["exemplar"]])
+    else:
+      k_a, k_b = jax.random.split(rng)
+      inputs = jnp.concatenate([augment.augment_batch(k_a, x, aug), augment.augment_batch(k_b, x, aug)])
+    (_, head), updates = model.apply({"params": params, "batch_stats": batch_stats}, inputs, True,
+                                     mutable=["batch_stats"])
+    b = x.shape[0]
+    if critic == "protonet":
+      value = R.prototype_loss(head[:b], head[b:])
+    else:
+      value = R.nt_xent_loss(head[:b], head[b:], cfg.critics.temperature)
+    return value, (updates["batch_stats"], {})
+
+  return loss_fn
+
+
+def train_one(cfg, critic: str, train: dict, workdir: pathlib.Path, resume: bool):
+  model = build_model(cfg, critic)
+  spe = pipeline.steps_per_epoch(len(train["labels"]), cfg.train.batch_size)
+  if spe == 0:
+    raise ValueError(f"batch_size {cfg.train.batch_size} exceeds the {len(train['labels'])} training drawings")
+  tx = optax.adam(cfg.train.lr)
+  size = cfg.data.image_size
+  init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
+  loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg, critic), tx=tx,
+           hparams={"member": jnp.arange(1)}, members=[{"name": critic}], data=pipeline.to_device(train),
+           resume=resume and (workdir / "checkpoints").exists(), desc=critic)
+  (workdir / "critic.json").write_text(json.dumps({"critic": critic, "steps_per_epoch": spe}))
+
+
+def load(workdir: str | pathlib.Path, critic: str):
+  """(model, variables) of a trained critic, alone."""
+  from ldm_jax import checkpoint
+  d = pathlib.Path(workdir) / critic
+  cfg = ml_collections.ConfigDict(json.loads((d / "config.json").read_text()))
+  model = build_model(cfg, critic)
+  size = cfg.data.image_size
+  init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
+  tx = optax.adam(cfg.train.lr)
+  abstract = jax.eval_shape(lambda: sweep.init_sweep(init_fn, tx, sweep.member_keys(cfg.seed, 1)))
+  ckpt = checkpoint.Checkpointer(d, cfg.to_dict())
+  states, _ = ckpt.restore(checkpoint.abstract_like(abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0])))
+  st = sweep.take_member(states, 0)
+  return model, {"params": st.params, "batch_stats": st.batch_stats}
+
+
+def embed_fn(model: Conv4Critic, head: bool):
+  """jit: (variables, uint8 images [N, H, W]) → features [N, 256] (head=False) or head outputs [N, 128]."""
+
+  @jax.jit
+  def embed(variables, images_u8):
+    f, h = model.apply(variables, pipeline.to_float(images_u8), False)
+    return h if head else f
+
+  return embed
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict:
+  from ldm_jax.eval import scores
+  out = pathlib.Path(workdir)
+  train = rae_job.load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
+  test = rae_job.load_split(cfg, cfg.data.eval_split)
+  summary = {}
+  for critic in cfg.critics.train:
+    train_one(cfg, critic, train, out / critic, resume)
+    first, last = (r["loss"] for r in (loop.read_metrics(out / critic)[0], loop.read_metrics(out / critic)[-1]))
+    summary[critic] = {"loss_first_epoch": first, "loss_last_epoch": last}
+  if "protonet" in cfg.critics.train:
+    # The human point's recognizability: real test drawings as queries, exemplars as support.
+    model, variables = load(out, "protonet")
+    emb = np.asarray(embed_fn(model, head=True)(variables, jnp.asarray(test["images"])))
+    split = pipeline.to_device(test)
+    rows, ex = np.asarray(split.class_rows), np.asarray(split.exemplar_index)
+    queries = np.stack([r[r != e][: cfg.critics.human_samples] for r, e in zip(rows, ex)])
+    rec = scores.recognizability(jnp.asarray(emb)[queries], jnp.asarray(emb)[ex], jax.random.PRNGKey(cfg.seed))
+    summary["protonet"]["human_recognizability"] = float(rec.mean())
+    log.info("protonet: 20-way 1-shot recognizability of the real test drawings %.3f (chance 0.05)",
+             float(rec.mean()))
+  (out / "summary.json").write_text(json.dumps(summary, indent=1))
+  return summary
