@@ -60,20 +60,12 @@ def denoiser_eps_fn(denoiser):
 
 # --- images ↔ the sampler's space -------------------------------------------------------------------------------
 
-def _in_chunks(fn, x: jax.Array, chunk: int = 500) -> jax.Array:
-  n = x.shape[0]
-  pad = (-n) % chunk
-  xs = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)).reshape(-1, chunk, *x.shape[1:])
-  out = jax.lax.map(fn, xs)
-  return out.reshape(-1, *out.shape[2:])[:n]
-
-
 @jax.jit
 def encode(ldm: LDM, images_u8: jax.Array) -> jax.Array:
   """uint8 [N, H, W] → standardised latents [N, d] (latent space) or images in [−1, 1] [N, H, W, 1] (pixels)."""
   if ldm.rae is None:
     return pipeline.to_float(images_u8) * 2.0 - 1.0
-  mean = _in_chunks(lambda x: ldm.rae.apply(ldm.rae_variables, pipeline.to_float(x), False, method=RAE.encode)[0],
+  mean = pipeline.map_in_chunks(lambda x: ldm.rae.apply(ldm.rae_variables, pipeline.to_float(x), False, method=RAE.encode)[0],
                     images_u8)
   return (mean - ldm.latent_mean) / ldm.latent_std
 
@@ -84,7 +76,7 @@ def decode(ldm: LDM, x: jax.Array) -> jax.Array:
   if ldm.rae is None:
     return jnp.clip((x[..., 0] + 1.0) / 2.0, 0.0, 1.0)
   z = x * ldm.latent_std + ldm.latent_mean
-  return _in_chunks(lambda zs: ldm.rae.apply(ldm.rae_variables, zs, False, method=RAE.decode), z)[..., 0]
+  return pipeline.map_in_chunks(lambda zs: ldm.rae.apply(ldm.rae_variables, zs, False, method=RAE.decode), z)[..., 0]
 
 
 def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1.0, sampler: str = "ddpm",

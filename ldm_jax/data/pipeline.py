@@ -75,6 +75,26 @@ def to_float(images_u8: jax.Array) -> jax.Array:
   return (images_u8.astype(jnp.float32) / 255.0)[..., None]
 
 
+def non_exemplar_rows(split: DeviceSplit, per_class: int) -> np.ndarray:
+  """[C, per_class] rows of each class other than its exemplar: the real drawings that stand as the "samples" of
+  the human point. Raises if a class has fewer."""
+  rows, ex, sizes = (np.asarray(a) for a in (split.class_rows, split.exemplar_index, split.class_sizes))
+  out = [r[:s][r[:s] != e][:per_class] for r, e, s in zip(rows, ex, sizes)]
+  short = [c for c, o in enumerate(out) if len(o) < per_class]
+  if short:
+    raise ValueError(f"{len(short)} classes have fewer than {per_class} drawings besides their exemplar")
+  return np.stack(out)
+
+
+def map_in_chunks(fn, x: jax.Array, chunk: int = 500) -> jax.Array:
+  """fn over the rows of x in chunks of `chunk` (padded, `lax.map`): bounded memory for whole-split passes."""
+  n = x.shape[0]
+  pad = (-n) % chunk
+  xs = jnp.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)).reshape(-1, chunk, *x.shape[1:])
+  out = jax.lax.map(fn, xs)
+  return out.reshape(-1, *out.shape[2:])[:n]
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
   return n // batch_size  # the ragged tail is dropped; the next epoch's permutation covers it
 

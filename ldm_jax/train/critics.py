@@ -25,7 +25,7 @@ import optax
 from ldm_jax import augment, regularizers as R
 from ldm_jax.data import pipeline
 from ldm_jax.models.critics import Conv4Critic
-from ldm_jax.train import loop, rae as rae_job, sweep
+from ldm_jax.train import loop, rae as rae_job
 
 log = logging.getLogger(__name__)
 CRITICS = {"protonet": "metric", "simclr": "projection"}
@@ -33,6 +33,10 @@ CRITICS = {"protonet": "metric", "simclr": "projection"}
 
 def build_model(cfg, critic: str) -> Conv4Critic:
   return Conv4Critic(head=CRITICS[critic], conv_impl=rae_job.resolve_conv_impl(cfg.critics.conv_impl))
+
+
+def make_optimizer(cfg) -> optax.GradientTransformation:
+  return optax.adam(cfg.train.lr)
 
 
 def make_loss_fn(model: Conv4Critic, cfg, critic: str):
@@ -63,7 +67,7 @@ def train_one(cfg, critic: str, train: dict, workdir: pathlib.Path, resume: bool
   spe = pipeline.steps_per_epoch(len(train["labels"]), cfg.train.batch_size)
   if spe == 0:
     raise ValueError(f"batch_size {cfg.train.batch_size} exceeds the {len(train['labels'])} training drawings")
-  tx = optax.adam(cfg.train.lr)
+  tx = make_optimizer(cfg)
   size = cfg.data.image_size
   init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
   loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg, critic), tx=tx,
@@ -74,18 +78,13 @@ def train_one(cfg, critic: str, train: dict, workdir: pathlib.Path, resume: bool
 
 def load(workdir: str | pathlib.Path, critic: str):
   """(model, variables) of a trained critic, alone."""
-  from ldm_jax import checkpoint
   d = pathlib.Path(workdir) / critic
   cfg = ml_collections.ConfigDict(json.loads((d / "config.json").read_text()))
   model = build_model(cfg, critic)
   size = cfg.data.image_size
   init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
-  tx = optax.adam(cfg.train.lr)
-  abstract = jax.eval_shape(lambda: sweep.init_sweep(init_fn, tx, sweep.member_keys(cfg.seed, 1)))
-  ckpt = checkpoint.Checkpointer(d, cfg.to_dict())
-  states, _ = ckpt.restore(checkpoint.abstract_like(abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0])))
-  st = sweep.take_member(states, 0)
-  return model, {"params": st.params, "batch_stats": st.batch_stats}
+  (variables,) = loop.restore_member_variables(d, cfg.to_dict(), init_fn, make_optimizer(cfg), 1, cfg.seed)
+  return model, variables
 
 
 def embed_fn(model: Conv4Critic, head: bool):
@@ -93,8 +92,8 @@ def embed_fn(model: Conv4Critic, head: bool):
 
   @jax.jit
   def embed(variables, images_u8):
-    f, h = model.apply(variables, pipeline.to_float(images_u8), False)
-    return h if head else f
+    return pipeline.map_in_chunks(lambda xs: model.apply(variables, pipeline.to_float(xs), False)[1 if head else 0],
+                                  images_u8)
 
   return embed
 
@@ -107,16 +106,17 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   summary = {}
   for critic in cfg.critics.train:
     train_one(cfg, critic, train, out / critic, resume)
-    first, last = (r["loss"] for r in (loop.read_metrics(out / critic)[0], loop.read_metrics(out / critic)[-1]))
+    records = loop.read_metrics(out / critic)
+    first, last = records[0]["loss"], records[-1]["loss"]
     summary[critic] = {"loss_first_epoch": first, "loss_last_epoch": last}
   if "protonet" in cfg.critics.train:
     # The human point's recognizability: real test drawings as queries, exemplars as support.
     model, variables = load(out, "protonet")
     emb = np.asarray(embed_fn(model, head=True)(variables, jnp.asarray(test["images"])))
     split = pipeline.to_device(test)
-    rows, ex = np.asarray(split.class_rows), np.asarray(split.exemplar_index)
-    queries = np.stack([r[r != e][: cfg.critics.human_samples] for r, e in zip(rows, ex)])
-    rec = scores.recognizability(jnp.asarray(emb)[queries], jnp.asarray(emb)[ex], jax.random.PRNGKey(cfg.seed))
+    queries = pipeline.non_exemplar_rows(split, cfg.critics.human_samples)
+    rec = scores.recognizability(jnp.asarray(emb)[queries], jnp.asarray(emb)[np.asarray(split.exemplar_index)],
+                                 jax.random.PRNGKey(cfg.seed))
     summary["protonet"]["human_recognizability"] = float(rec.mean())
     log.info("protonet: 20-way 1-shot recognizability of the real test drawings %.3f (chance 0.05)",
              float(rec.mean()))

@@ -110,5 +110,16 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
   return states, mesh
 
 
+def restore_member_variables(workdir: str | pathlib.Path, config: dict, init_fn: Callable, tx,
+                             num_members: int, seed: int) -> list[dict]:
+  """The latest checkpoint of a run written by `fit`, on one device, as one {'params', 'batch_stats'} per member
+  (for evaluation or export: the optimizer state is restored and dropped)."""
+  abstract = jax.eval_shape(lambda: sweep.init_sweep(init_fn, tx, sweep.member_keys(seed, num_members)))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  states, _ = checkpoint.Checkpointer(workdir, config).restore(checkpoint.abstract_like(abstract, device))
+  return [{"params": st.params, "batch_stats": st.batch_stats}
+          for st in (sweep.take_member(states, i) for i in range(num_members))]
+
+
 def steps_for_epochs(num_examples: int, batch_size: int, epochs: float) -> int:
   return int(math.ceil(epochs * pipeline.steps_per_epoch(num_examples, batch_size)))

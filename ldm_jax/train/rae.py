@@ -136,12 +136,8 @@ def encode_fn(model: RAE):
 
   @jax.jit
   def encode(variables, images_u8):
-    n = images_u8.shape[0]
-    chunk = 500
-    pad = (-n) % chunk
-    x = jnp.pad(images_u8, ((0, pad), (0, 0), (0, 0))).reshape(-1, chunk, *images_u8.shape[1:])
-    z = jax.lax.map(lambda xs: model.apply(variables, pipeline.to_float(xs), False, method=RAE.encode)[0], x)
-    return z.reshape(-1, z.shape[-1])[:n]
+    return pipeline.map_in_chunks(
+        lambda xs: model.apply(variables, pipeline.to_float(xs), False, method=RAE.encode)[0], images_u8)
 
   return encode
 
@@ -161,7 +157,6 @@ def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.Dev
 def load_sweep(workdir: str | pathlib.Path):
   """A trained sweep: (config, model, [variables {'params', 'batch_stats'} per member], member descriptions,
   run info {'num_classes', 'steps_per_epoch'})."""
-  from ldm_jax import checkpoint
   workdir = pathlib.Path(workdir)
   if not (workdir / "run.json").exists():
     raise FileNotFoundError(f"{workdir} holds no trained RAE sweep (no run.json): train one with configs/rae.py")
@@ -171,12 +166,7 @@ def load_sweep(workdir: str | pathlib.Path):
   model = build_model(cfg, run["num_classes"])
   tx = make_optimizer(cfg, run["steps_per_epoch"])
   init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
-  abstract = jax.eval_shape(lambda: sweep.init_sweep(init_fn, tx, sweep.member_keys(cfg.seed, len(members))))
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  ckpt = checkpoint.Checkpointer(workdir, cfg.to_dict())
-  states, _ = ckpt.restore(checkpoint.abstract_like(abstract, device))
-  variables = [{"params": st.params, "batch_stats": st.batch_stats}
-               for st in (sweep.take_member(states, i) for i in range(len(members)))]
+  variables = loop.restore_member_variables(workdir, cfg.to_dict(), init_fn, tx, len(members), cfg.seed)
   return cfg, model, variables, members, run
 
 
