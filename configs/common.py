@@ -23,11 +23,15 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return out
 
 
+ONE_SPLIT_DATASETS = ("quickdraw", "quickdraw_bitmap", "clickme")   # a single 'train' split of every class
+
+
 def data_config(name: str = "omniglot") -> ml_collections.ConfigDict:
+  one = name in ONE_SPLIT_DATASETS
   return ml_collections.ConfigDict({
       "name": name,
-      "split": "paper_train",
-      "eval_split": "paper_test",
+      "split": "train" if one else "paper_train",
+      "eval_split": "train" if one else "paper_test",
       "image_size": 48,
       "data_dir": "",          # raw archives; '' → env LDM_JAX_DATA_DIR → ~/.cache/ldm_jax
       "build_dir": "",         # built TFDS datasets; '' → env LDM_JAX_BUILD_DIR → ~/.cache/ldm_jax/tfds

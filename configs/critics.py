@@ -1,8 +1,9 @@
-"""The two critic networks of the originality-vs-recognizability evaluation, on Omniglot (paper A.6).
+"""The two critic networks of the originality-vs-recognizability evaluation (paper A.6).
 
     python -m ldm_jax.main --config=configs/critics.py:omniglot --workdir=runs/critics
 
-Arg: `omniglot`, `tiny` for a smoke run (tests).
+Arg: a dataset, `omniglot` (Conv4 critics at 50×50) or `quickdraw` (ResNet-18-like prototypical network, Conv3
+SimCLR extractor, at 48×48, on every drawing of the ndjson subset), `tiny` for a smoke run (tests).
 """
 
 import ml_collections
@@ -16,9 +17,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.job = "critics"
   c.seed = 0
   c.data = common.data_config(a.dataset)
-  c.data.image_size = 50                     # the critics' input size
+  qd = a.dataset == "quickdraw"
+  c.data.image_size = 48 if qd else 50       # the critics' input size
   c.critics = ml_collections.ConfigDict({
       "train": ("protonet", "simclr"),
+      "arch": {"protonet": "resnet18" if qd else "conv4", "simclr": "conv3" if qd else "conv4"},
       "temperature": 0.5,                    # SimCLR's NT-Xent τ
       "human_samples": 19,                   # real test drawings per class for the human point
       "conv_impl": "auto",

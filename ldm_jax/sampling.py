@@ -34,8 +34,12 @@ def _step_noise(key: jax.Array, t, shape, dtype) -> jax.Array:
 def ddpm_step(eps_fn: EpsFn, params, schedule: Schedule, x: jax.Array, cond: jax.Array, t, key: jax.Array,
               guidance) -> jax.Array:
   """x_{t−1} ~ N(μ_θ(x_t, t), β̃_t I) with μ_θ = (x_t − β_t/√(1 − ᾱ_t) ε̂) / √α_t (Eq. 26); no noise at t = 0."""
-  tb = jnp.full((x.shape[0],), t, jnp.int32)
-  eps = guided_eps(eps_fn, params, x, cond, tb, guidance)
+  eps = guided_eps(eps_fn, params, x, cond, jnp.full((x.shape[0],), t, jnp.int32), guidance)
+  return ddpm_update(schedule, x, eps, t, key)
+
+
+def ddpm_update(schedule: Schedule, x: jax.Array, eps: jax.Array, t, key: jax.Array) -> jax.Array:
+  """The ancestral update from x_t given the (guided) noise prediction ε̂ at x_t."""
   mean = (x - schedule.betas[t] / jnp.sqrt(1.0 - schedule.alpha_bars[t]) * eps) / jnp.sqrt(schedule.alphas[t])
   sigma = jnp.where(t > 0, jnp.sqrt(schedule.posterior_variance[t]), 0.0)
   return mean + sigma * _step_noise(key, t, x.shape, x.dtype)

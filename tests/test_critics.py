@@ -98,7 +98,139 @@ def test_tiny_critics_train_on_omniglot_and_recognize_real_test_drawings(tmp_pat
   model, variables = critics.load(tmp_path, "simclr")
   from ldm_jax import data
   test = data.load("omniglot", "paper_test", image_size=50)
-  feats = critics.embed_fn(model, head=False)(variables, jnp.asarray(test["images"][:40]))
+  feats = critics.embed_fn(model, False, 50)(variables, jnp.asarray(test["images"][:40]))
   assert feats.shape == (40, 256)
   ori = scores.originality(jnp.stack([feats[:20], feats[:20] + 0.5]), jnp.stack([feats[:20][0], feats[:20][0]]))
   assert ori.shape == (2, 20) and float(ori[0, 0]) == 0.0
+
+  # The judges on real sets: humans far above 20-way chance, noise at chance; copies of the exemplar have
+  # originality 0, growing with the noise added to them.
+  from ldm_jax.eval import judge
+  judges = judge.load_judges(tmp_path)
+  test48 = data.load("omniglot", "paper_test", image_size=48)
+  humans, exemplars = judge.human_set(test48, per_class=10, classes=40)
+  key = jax.random.PRNGKey(0)
+  human = judge.score_set(judges, humans, exemplars, key, tasks_per_class=5)
+  assert human["recognizability"].shape == (40, 10) and human["recognizability_mean"] > 0.2
+  rng = np.random.default_rng(0)
+  noise = judge.score_set(judges, rng.uniform(0, 1, humans.shape).astype(np.float32), exemplars, key,
+                          tasks_per_class=5)
+  assert abs(noise["recognizability_mean"] - 0.05) < 0.1
+  copies = np.repeat(exemplars[:, None] / 255.0, 10, axis=1).astype(np.float32)
+  means = []
+  for flip_rate in (0.0, 0.01, 0.03):           # pixels flipped at random
+    noisy = np.where(rng.uniform(size=copies.shape) < flip_rate, 1.0 - copies, copies).astype(np.float32)
+    means.append(judge.score_set(judges, noisy, exemplars, key, tasks_per_class=5)["originality_mean"])
+  assert means[0] == 0.0 and means[0] < means[1] < means[2], means
+
+
+# --- .pt files, read without torch -----------------------------------------------------------------------------
+
+def _write_torch_zip(path, obj, byteorder="little"):
+  """Writes `obj` (dicts of numpy arrays) exactly as `torch.save` lays it out: a zip with archive/data.pkl whose
+  tensors are `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)` and whose
+  storages are persistent ids ('storage', torch.<Type>Storage, key, 'cpu', numel) → archive/data/<key>. A stand-in
+  `torch` module supplies the globals, so the pickle names the same `torch.*` objects a real file does."""
+  import collections, io, pickle, sys, types, zipfile
+  torch = types.ModuleType("torch")
+  utils = types.ModuleType("torch._utils")
+  storage_types = {}
+  for name in ("FloatStorage", "LongStorage", "DoubleStorage"):
+    cls = type(name, (), {"__module__": "torch"})
+    setattr(torch, name, cls)
+    storage_types[name] = cls
+
+  def _rebuild_tensor_v2(*args):
+    raise AssertionError("only pickled, never called")
+  _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+  utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+  torch._utils = utils
+  kinds = {np.dtype(np.float32): "FloatStorage", np.dtype(np.int64): "LongStorage",
+           np.dtype(np.float64): "DoubleStorage"}
+  blobs = {}
+
+  class Storage:
+    def __init__(self, array):
+      self.key, self.array = str(len(blobs)), array
+      blobs[self.key] = array.astype(array.dtype.newbyteorder("<" if byteorder == "little" else ">")).tobytes()
+
+  class Tensor:
+    def __init__(self, array):
+      self.array = np.array(array, order="C")
+
+    def __reduce__(self):
+      a = self.array
+      stride = tuple(s // a.itemsize for s in a.strides)
+      return (_rebuild_tensor_v2, (Storage(a.ravel()), 0, a.shape, stride, False, collections.OrderedDict()))
+
+  class Pickler(pickle.Pickler):
+    def persistent_id(self, o):
+      if isinstance(o, Storage):
+        return ("storage", storage_types[kinds[o.array.dtype]], o.key, "cpu", o.array.size)
+      return None
+
+  wrap = lambda o: ({k: wrap(v) for k, v in o.items()} if isinstance(o, dict) else
+                    Tensor(o) if isinstance(o, np.ndarray) else o)
+  saved = {m: sys.modules.get(m) for m in ("torch", "torch._utils")}
+  sys.modules.update({"torch": torch, "torch._utils": utils})
+  try:
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump(wrap(obj))
+  finally:
+    for m, mod in saved.items():
+      if mod is None:
+        sys.modules.pop(m)
+      else:
+        sys.modules[m] = mod
+  with zipfile.ZipFile(path, "w") as zf:
+    zf.writestr("archive/data.pkl", buf.getvalue())
+    zf.writestr("archive/byteorder", byteorder)
+    for key, b in blobs.items():
+      zf.writestr(f"archive/data/{key}", b)
+    zf.writestr("archive/version", "3\n")
+
+
+@pytest.mark.parametrize("byteorder", ["little", "big"])
+def test_pt_file_is_read_without_torch_and_imports_identically(tmp_path, byteorder):
+  from ldm_jax.models import torch_file
+  sd = _torch_like_state_dict("projection", seed=3)
+  sd["embedding.0.0.weight"] = np.asfortranarray(sd["embedding.0.0.weight"])   # a non-contiguous source
+  path = tmp_path / "simclr.pt"
+  _write_torch_zip(path, {"epoch": 7, "state_dict": sd}, byteorder)
+  got = torch_file.find_state_dict(torch_file.read(path), "embedding.0.0.weight")
+  assert set(got) == set(sd)
+  for k in sd:
+    assert got[k].dtype == np.asarray(sd[k]).dtype and got[k].shape == np.asarray(sd[k]).shape
+    np.testing.assert_array_equal(got[k], sd[k])
+  from_file, head = import_torch_state_dict(path)
+  from_arrays, _ = import_torch_state_dict(sd)
+  assert head == "projection"
+  jax.tree.map(np.testing.assert_array_equal, from_file, from_arrays)
+
+
+def test_pt_reader_refuses_code_and_legacy_files(tmp_path):
+  import pickle
+  import zipfile
+  from ldm_jax.models import torch_file
+  evil = tmp_path / "evil.pt"
+  with zipfile.ZipFile(evil, "w") as zf:
+    zf.writestr("archive/data.pkl", pickle.dumps(print, protocol=2))   # a global other than tensors/dicts
+  with pytest.raises(torch_file.TorchFileError, match="refusing to load .*print"):
+    torch_file.read(evil)
+  legacy = tmp_path / "legacy.pt"
+  legacy.write_bytes(pickle.dumps({"a": 1}))
+  with pytest.raises(torch_file.TorchFileError, match="not a zip-format"):
+    torch_file.read(legacy)
+
+
+def test_resnet_and_conv3_critics_shapes():
+  from ldm_jax.models.critics import build_critic
+  x = jnp.zeros((2, 48, 48, 1))
+  for arch in ("resnet18", "conv3"):
+    model = build_critic(arch, "metric")
+    variables = model.init(jax.random.PRNGKey(0), x, False)
+    f, h = model.apply(variables, x, False)
+    assert f.shape == (2, 256) and h.shape == (2, 128)
+  n_params = sum(p.size for p in jax.tree.leaves(build_critic("resnet18", "metric").init(
+      jax.random.PRNGKey(0), x, False)["params"]))
+  assert 11.0e6 < n_params < 11.5e6                    # ResNet-18's ~11.2M conv/BN parameters + the heads

@@ -98,3 +98,37 @@ def test_pixel_space_ldm_round_trips_through_its_checkpoint(tmp_path):
   assert a["images"].shape == (2, 2, 48, 48) and a["codes"].shape == (2, 2, 48, 48, 1)
   np.testing.assert_array_equal(a["images"], b["images"])
   assert a["images"].min() >= 0.0 and a["images"].max() <= 1.0
+
+
+def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained):
+  """Critics → the evaluate job on the exported LDMs (generated anew), a sample file, and the human point; then
+  the feature-importance study on three ClickMe categories."""
+  critics = run_main("--config=configs/critics.py:omniglot,tiny", "--config.train.epochs=1",
+                     "--config.data.max_train_examples=128", f"--workdir={trained}/critics")
+  assert critics.returncode == 0, critics.stderr[-3000:]
+  out = run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={trained}/eval",
+                 f"--config.evaluate.critics_workdir={trained}/critics",
+                 f"--config.evaluate.ldm_workdirs=('{trained}/ldm',)",
+                 f"--config.evaluate.sample_files=('{trained}/ldm/samples_1.npz',)",
+                 "--config.importance.enabled=True", "--config.importance.models=all",
+                 "--config.importance.categories=3")
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.loads((trained / "eval" / "scores.json").read_text())
+  points = {p["name"]: p for p in summary["points"]}
+  assert set(points) == {"humans", "ldm_prototype=0", "ldm_prototype=1", "samples_1"}
+  assert points["ldm_prototype=0"]["regularizer"] == "none"
+  assert points["ldm_prototype=1"]["regularizer"] == "prototype" and points["ldm_prototype=1"]["beta"] == 1.0
+  assert points["humans"]["distance_to_human"] == 0.0
+  norm = [p["originality_norm"] for p in points.values()]
+  assert min(norm) == 0.0 and max(norm) == 1.0
+  for p in points.values():
+    assert 0.0 <= p["recognizability"] <= 1.0 and len(p["per_class_recognizability"]) == 20
+    assert len(p["binned_originality"]) == 10 and np.all(np.diff(p["binned_originality"]) >= 0)
+  for name in ("originality_recognizability.png", "table.md", "samples_humans.png", "importance_maps.png",
+               "samples/ldm_prototype=1.npz"):
+    assert (trained / "eval" / name).exists(), name
+  imp = summary["importance"]
+  assert len(imp["categories"]) == 3 and 0.0 < imp["human_consistency"] <= 1.0
+  assert set(imp["spearman"]) == {"ldm_prototype=0", "ldm_prototype=1"}
+  assert all(-1.0 <= v <= 1.0 for s in imp["spearman"].values() for v in s["per_category"])
+  assert set(imp["wilcoxon_greater"]["ldm_prototype=1"]) == {"ldm_prototype=0"}

@@ -31,3 +31,76 @@ def write_grid(path: pathlib.Path, rows: list[np.ndarray], labels: list[str] | N
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+REGULARIZER_COLORS = {"kl": "tab:blue", "vq": "tab:orange", "classification": "tab:green",
+                      "prototype": "tab:red", "simclr": "tab:purple", "barlow": "tab:brown"}
+
+
+def write_originality_recognizability(path: pathlib.Path, points: list[dict], fits: dict | None = None,
+                                      title: str | None = None) -> None:
+  """Fig. 3/4 layout: normalised originality (x) vs recognizability (y), one point per model.
+
+  points: dicts with 'name', 'kind' ('human' | 'ldm' | 'pixel' | 'samples'), 'regularizer' ('none' for the
+  non-regularised LDM, '+'-joined for combinations), 'originality_norm', 'recognizability', 'closest' (bool: the
+  regularizer's model nearest to humans, drawn larger). fits: regularizer → (originality curve, recognizability
+  curve) in increasing β, drawn as a line with an arrow at the high-β end.
+  """
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(5.2, 4.2))
+  for reg, (xs, ys) in (fits or {}).items():
+    color = REGULARIZER_COLORS.get(reg, "gray")
+    ax.plot(xs, ys, color=color, alpha=0.6, lw=1.2)
+    ax.annotate("", xy=(xs[-1], ys[-1]), xytext=(xs[-2], ys[-2]),
+                arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.8})
+  labelled = set()
+  for p in points:
+    x, y = p["originality_norm"], p["recognizability"]
+    if p["kind"] == "human":
+      ax.scatter([x], [y], marker="*", s=260, c="gold", edgecolors="k", zorder=5, label="humans")
+      continue
+    if p["kind"] == "pixel":
+      style = {"marker": "s", "c": "gray", "label": "pixel-space DDPM"}
+    elif p["regularizer"] == "none":
+      style = {"marker": "D", "c": "k", "label": "non-regularised LDM"}
+    elif p["kind"] == "samples":
+      style = {"marker": "^", "c": "tab:cyan", "label": p["name"]}
+    else:
+      reg = p["regularizer"]
+      style = {"marker": "o", "c": REGULARIZER_COLORS.get(reg, "tab:olive"), "label": reg}
+    if style["label"] in labelled:
+      style.pop("label")
+    else:
+      labelled.add(style["label"])
+    ax.scatter([x], [y], s=110 if p.get("closest") else 35, edgecolors="k", linewidths=0.4, zorder=4, **style)
+  ax.set_xlabel("originality (normalised)")
+  ax.set_ylabel("recognizability")
+  ax.set_xlim(-0.05, 1.05)
+  ax.legend(fontsize=7, loc="best")
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_importance_overlays(path: pathlib.Path, exemplars: np.ndarray, maps: dict[str, np.ndarray],
+                              category_names: list[str]) -> None:
+  """Fig. 5a layout: one column per category, one row per source (humans first); each map (min-max scaled) over
+  the category's exemplar, hot = important."""
+  import matplotlib.pyplot as plt
+  rows, cols = len(maps), len(category_names)
+  fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.85), squeeze=False)
+  for r, (name, m) in enumerate(maps.items()):
+    for c in range(cols):
+      ax = axes[r, c]
+      ax.imshow(1.0 - exemplars[c], cmap="gray", vmin=0, vmax=1)
+      v = m[c] - m[c].min()
+      ax.imshow(v / max(v.max(), 1e-12), cmap="jet", alpha=0.5)
+      ax.set_xticks([]), ax.set_yticks([])
+      if r == 0:
+        ax.set_title(category_names[c], fontsize=5)
+    axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

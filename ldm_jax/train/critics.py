@@ -24,23 +24,24 @@ import optax
 
 from ldm_jax import augment, regularizers as R
 from ldm_jax.data import pipeline
-from ldm_jax.models.critics import Conv4Critic
+from ldm_jax.models.critics import build_critic, critic_input
 from ldm_jax.train import loop, rae as rae_job
 
 log = logging.getLogger(__name__)
 CRITICS = {"protonet": "metric", "simclr": "projection"}
 
 
-def build_model(cfg, critic: str) -> Conv4Critic:
-  return Conv4Critic(head=CRITICS[critic], conv_impl=rae_job.resolve_conv_impl(cfg.critics.conv_impl))
+def build_model(cfg, critic: str):
+  return build_critic(cfg.critics.arch[critic], CRITICS[critic], rae_job.resolve_conv_impl(cfg.critics.conv_impl))
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
   return optax.adam(cfg.train.lr)
 
 
-def make_loss_fn(model: Conv4Critic, cfg, critic: str):
+def make_loss_fn(model, cfg, critic: str):
   aug = augment.AugmentParams(**cfg.augment.to_dict())
+  size = cfg.data.image_size
 
   def loss_fn(params, batch_stats, hparams, batch, rng):
     del hparams
@@ -50,6 +51,7 @@ def make_loss_fn(model: Conv4Critic, cfg, critic: str):
     else:
       k_a, k_b = jax.random.split(rng)
       inputs = jnp.concatenate([augment.augment_batch(k_a, x, aug), augment.augment_batch(k_b, x, aug)])
+    inputs = critic_input(inputs, size)
     (_, head), updates = model.apply({"params": params, "batch_stats": batch_stats}, inputs, True,
                                      mutable=["batch_stats"])
     b = x.shape[0]
@@ -87,13 +89,17 @@ def load(workdir: str | pathlib.Path, critic: str):
   return model, variables
 
 
-def embed_fn(model: Conv4Critic, head: bool):
-  """jit: (variables, uint8 images [N, H, W]) → features [N, 256] (head=False) or head outputs [N, 128]."""
+def embed_fn(model, head: bool, size: int):
+  """jit: (variables, images [N, H, W], uint8 or float in [0, 1]) → features [N, 256] (head=False) or head outputs
+  [N, 128], through `critic_input` at the critic's `size`."""
+
+  def one_chunk(variables, xs):
+    xs = pipeline.to_float(xs) if xs.dtype == jnp.uint8 else xs
+    return model.apply(variables, critic_input(xs, size), False)[1 if head else 0]
 
   @jax.jit
-  def embed(variables, images_u8):
-    return pipeline.map_in_chunks(lambda xs: model.apply(variables, pipeline.to_float(xs), False)[1 if head else 0],
-                                  images_u8)
+  def embed(variables, images):
+    return pipeline.map_in_chunks(lambda xs: one_chunk(variables, xs), images)
 
   return embed
 
@@ -112,7 +118,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   if "protonet" in cfg.critics.train:
     # The human point's recognizability: real test drawings as queries, exemplars as support.
     model, variables = load(out, "protonet")
-    emb = np.asarray(embed_fn(model, head=True)(variables, jnp.asarray(test["images"])))
+    emb = np.asarray(embed_fn(model, True, cfg.data.image_size)(variables, jnp.asarray(test["images"])))
     split = pipeline.to_device(test)
     queries = pipeline.non_exemplar_rows(split, cfg.critics.human_samples)
     rec = scores.recognizability(jnp.asarray(emb)[queries], jnp.asarray(emb)[np.asarray(split.exemplar_index)],

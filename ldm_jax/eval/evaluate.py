@@ -1,0 +1,227 @@
+"""The evaluation job: trained one-shot generators (and sample files of any model) → originality vs
+recognizability against the human point, the Fig. 3/4 plot, a table, sample grids, and optionally the
+feature-importance study (Fig. 5) on ClickMe-QuickDraw.
+
+Inputs (config `evaluate`): LDM job workdirs (every model exported under `<dir>/models/<i>`, latent or pixel
+space) and/or npz files holding `images` [C, n, H, W] and `exemplars` [C, H, W]; a critics workdir. Samples are
+generated for the first `max_classes` test exemplars and cached in `<workdir>/samples/<name>.npz`, so a resumed
+run only scores. Outputs in the workdir: `scores.json`, `table.md`, `originality_recognizability.png`,
+`samples_<name>.png`, and with `importance.enabled` also `importance.json` and `importance_maps.png`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ldm_jax import ldm as ldm_lib
+from ldm_jax.eval import figures, importance, judge, scores
+from ldm_jax.train import rae as rae_job
+
+log = logging.getLogger(__name__)
+
+
+def regularizer_of(member: dict) -> tuple[str, float]:
+  """('none' | 'kl' | 'kl+prototype' ..., β of the first active regularizer) from an RAE member description."""
+  active = {r: b for r, b in (member.get("beta") or {}).items() if b > 0}
+  if not active:
+    return "none", 0.0
+  return "+".join(active), float(next(iter(active.values())))
+
+
+def discover_models(ldm_workdirs) -> list[dict]:
+  """Every exported model of the given LDM job workdirs, with a unique name and its regularizer and β."""
+  found = []
+  for wd in ldm_workdirs:
+    models = sorted((pathlib.Path(wd) / "models").glob("*/ldm.json"), key=lambda p: int(p.parent.name))
+    if not models:
+      raise FileNotFoundError(f"no exported models in {wd}/models: is it a finished LDM job workdir?")
+    for spec_path in models:
+      spec = json.loads(spec_path.read_text())
+      member = spec.get("member", {})
+      if spec["space"] == "pixel":
+        reg, beta, name = "none", 0.0, "pixel"
+      else:
+        reg, beta = regularizer_of(member)
+        name = "ldm_" + member.get("name", spec_path.parent.name)
+      found.append({"name": name, "kind": "pixel" if spec["space"] == "pixel" else "ldm", "regularizer": reg,
+                    "beta": beta, "path": str(spec_path.parent)})
+  seen: dict[str, int] = {}
+  for m in found:                              # two sweeps may both hold e.g. 'prototype=0'
+    seen[m["name"]] = seen.get(m["name"], 0) + 1
+    if seen[m["name"]] > 1:
+      m["name"] += f"#{seen[m['name']]}"
+  return found
+
+
+def _safe(name: str) -> str:
+  return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
+
+
+def generate_set(model_info: dict, exemplars: np.ndarray, ec, cache: pathlib.Path) -> dict[str, np.ndarray]:
+  """n samples per exemplar from an exported model, cached (images uint8 to keep caches small)."""
+  if cache.exists():
+    with np.load(cache) as z:
+      if z["images"].shape[:2] == (len(exemplars), ec.samples_per_class):
+        return {"images": z["images"], "exemplars": z["exemplars"]}
+  model, _ = ldm_lib.load(model_info["path"])
+  out = ldm_lib.generate(model, exemplars, ec.samples_per_class, jax.random.PRNGKey(ec.seed), guidance=ec.guidance,
+                         sampler=ec.sampler, ddim_steps=ec.ddim_steps, chunk=ec.chunk)
+  images = np.round(np.clip(out["images"], 0, 1) * 255).astype(np.uint8)
+  cache.parent.mkdir(parents=True, exist_ok=True)
+  np.savez_compressed(cache, images=images, exemplars=exemplars)
+  return {"images": images, "exemplars": exemplars}
+
+
+def load_sample_file(path: str) -> dict[str, np.ndarray]:
+  with np.load(path) as z:
+    missing = {"images", "exemplars"} - set(z.files)
+    if missing:
+      raise ValueError(f"{path} lacks {sorted(missing)}: a sample file holds images [C, n, H, W] and exemplars "
+                       "[C, H, W]")
+    images, exemplars = z["images"], z["exemplars"]
+  if images.ndim != 4 or exemplars.shape != (images.shape[0], *images.shape[2:]):
+    raise ValueError(f"{path}: images {images.shape} and exemplars {exemplars.shape} do not match "
+                     "([C, n, H, W] and [C, H, W])")
+  return {"images": images, "exemplars": exemplars}
+
+
+def place_points(results: list[dict]) -> list[dict]:
+  """Normalised originality across every point (models and humans) and the distance to the human point."""
+  ori = scores.normalise_originality([r["originality"] for r in results])
+  rec = np.array([r["recognizability"] for r in results])
+  human = next(i for i, r in enumerate(results) if r["kind"] == "human")
+  dist = scores.distance_to_human(ori, rec, human)
+  for r, o, d in zip(results, ori, dist):
+    r["originality_norm"], r["distance_to_human"] = float(o), float(d)
+  by_reg: dict[str, list[dict]] = {}
+  for r in results:
+    if r["kind"] == "ldm":
+      by_reg.setdefault(r["regularizer"], []).append(r)
+  for group in by_reg.values():
+    min(group, key=lambda r: r["distance_to_human"])["closest"] = True
+  return results
+
+
+def parametric_fits(results: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Degree-2 fits in log10 β per regularizer with at least three β > 0 (Fig. 3's curves)."""
+  fits = {}
+  for reg in {r["regularizer"] for r in results if r["kind"] == "ldm" and r["regularizer"] != "none"}:
+    group = [r for r in results if r["kind"] == "ldm" and r["regularizer"] == reg and r["beta"] > 0]
+    if len({r["beta"] for r in group}) >= 3:
+      _, o, c = scores.parametric_fit([r["beta"] for r in group], [r["originality_norm"] for r in group],
+                                      [r["recognizability"] for r in group])
+      fits[reg] = (o, c)
+  return fits
+
+
+def write_table(path: pathlib.Path, results: list[dict]) -> None:
+  lines = ["| model | regularizer | β | originality | originality (norm.) | recognizability | distance to human |",
+           "|---|---|---|---|---|---|---|"]
+  for r in sorted(results, key=lambda r: r["distance_to_human"]):
+    lines.append(f"| {r['name']}{' (closest)' if r.get('closest') else ''} | {r['regularizer']} | {r['beta']:g} | "
+                 f"{r['originality']:.3f} | {r['originality_norm']:.3f} | {r['recognizability']:.3f} | "
+                 f"{r['distance_to_human']:.3f} |")
+  path.write_text("\n".join(lines) + "\n")
+
+
+def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, Any]:
+  """Fig. 5: every latent model's maps on the ClickMe-QuickDraw drawings, averaged per category, against the human
+  click maps (Spearman per category), the human split-half consistency, and pairwise one-sided Wilcoxon tests."""
+  ic = cfg.importance
+  dc = cfg.data
+  click = rae_job.load_split(ml_collections.ConfigDict({"data": {**dc.to_dict(), "name": "clickme"}}), "train")
+  if ic.categories:
+    keep = np.flatnonzero(np.asarray(click["labels"]) < ic.categories)
+    click = {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == len(click["labels"]) else v)
+             for k, v in click.items()}
+  labels = np.asarray(click["labels"])
+  cats, human = importance.category_means(np.asarray(click["heatmap"]), labels)
+  _, half_a = importance.category_means(np.asarray(click["heatmap_half_a"]), labels)
+  _, half_b = importance.category_means(np.asarray(click["heatmap_half_b"]), labels)
+  consistency = np.asarray(importance.spearman(jnp.asarray(half_a), jnp.asarray(half_b)))
+  chosen = [m for m in models if m["kind"] == "ldm" and (ic.models == "all" or m.get("closest"))
+            and not m["regularizer"].startswith("vq")]   # VQ's quantiser has no useful Jacobian (paper §5.2)
+  correlations, maps = {}, {}
+  for m in chosen:
+    model, _ = ldm_lib.load(m["path"])
+    phi = []
+    for start in range(0, len(labels), ic.batch):
+      p, _ = importance.ldm_importance_maps(model, jnp.asarray(click["images"][start:start + ic.batch]),
+                                            jax.random.fold_in(jax.random.PRNGKey(ic.seed), start),
+                                            ic.guidance, weighting=ic.weighting)
+      phi.append(np.asarray(p))
+    _, maps[m["name"]] = importance.category_means(np.concatenate(phi), labels)
+    correlations[m["name"]] = np.asarray(importance.spearman(jnp.asarray(maps[m["name"]]), jnp.asarray(human)))
+    log.info("importance %s: Spearman with humans %.3f ± %.3f", m["name"], correlations[m["name"]].mean(),
+             correlations[m["name"]].std())
+  names = [str(click["category"][np.flatnonzero(labels == c)[0]]) for c in cats]
+  first = np.stack([click["images"][np.flatnonzero(labels == c)[0]] for c in cats]) / 255.0
+  if maps:
+    figures.write_importance_overlays(out / "importance_maps.png", first, {"humans": human, **maps}, names)
+  result = {"categories": names, "human_consistency": float(consistency.mean()),
+            "human_consistency_per_category": consistency.tolist(), "weighting": ic.weighting,
+            "spearman": {k: {"mean": float(v.mean()), "std": float(v.std()), "per_category": v.tolist()}
+                         for k, v in correlations.items()},
+            "wilcoxon_greater": importance.wilcoxon_table(correlations) if len(correlations) > 1 else {}}
+  (out / "importance.json").write_text(json.dumps(result, indent=1))
+  return result
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict[str, Any]:
+  ec = cfg.evaluate
+  out = pathlib.Path(workdir)
+  out.mkdir(parents=True, exist_ok=True)
+  if not ec.ldm_workdirs and not ec.sample_files:
+    raise ValueError("nothing to evaluate: set evaluate.ldm_workdirs and/or evaluate.sample_files")
+  judges = judge.load_judges(ec.critics_workdir)
+  models = discover_models(ec.ldm_workdirs)
+  test = rae_job.load_split(cfg, cfg.data.eval_split)
+  human_images, exemplars = judge.human_set(test, ec.human_per_class, ec.max_classes)
+  key = jax.random.PRNGKey(ec.seed)
+  score = lambda images, ex: judge.score_set(judges, images, ex, key, ec.n_way, ec.tasks_per_class, ec.bins)
+
+  results = [{"name": "humans", "kind": "human", "regularizer": "", "beta": 0.0, **score(human_images, exemplars)}]
+  sets = {}
+  for m in models:
+    sets[m["name"]] = generate_set(m, exemplars, ec, out / "samples" / f"{_safe(m['name'])}.npz")
+    results.append({**m, **score(sets[m["name"]]["images"], sets[m["name"]]["exemplars"])})
+  for path in ec.sample_files:
+    name = pathlib.Path(path).stem
+    sets[name] = load_sample_file(path)
+    results.append({"name": name, "kind": "samples", "regularizer": "", "beta": 0.0, "path": str(path),
+                    **score(sets[name]["images"], sets[name]["exemplars"])})
+  for r in results:
+    r["per_class_originality"] = r.pop("originality").mean(1)
+    r["per_class_recognizability"] = r.pop("recognizability").mean(1)
+    r["originality"], r["recognizability"] = r.pop("originality_mean"), r.pop("recognizability_mean")
+  place_points(results)
+  figures.write_originality_recognizability(out / "originality_recognizability.png", results,
+                                            parametric_fits(results), title=cfg.data.name)
+  write_table(out / "table.md", results)
+  for name, s in sets.items():
+    grid = [s["exemplars"][: ec.grid_classes] / 255.0] + [
+        s["images"][: ec.grid_classes, j] / (255.0 if s["images"].dtype == np.uint8 else 1.0)
+        for j in range(min(ec.grid_rows, s["images"].shape[1]))]
+    figures.write_grid(out / f"samples_{_safe(name)}.png", grid, ["exemplar"] + [""] * (len(grid) - 1), title=name)
+  summary = {"data": cfg.data.name, "classes": int(len(exemplars)), "samples_per_class": ec.samples_per_class,
+             "n_way": results[0]["n_way"], "points": [_jsonable(r) for r in results]}
+  if cfg.importance.enabled:
+    summary["importance"] = importance_study(cfg, out, results)
+  (out / "scores.json").write_text(json.dumps(summary, indent=1))
+  for r in sorted(results, key=lambda r: r["distance_to_human"]):
+    log.info("%-28s originality %.3f (norm. %.3f)  recognizability %.3f  distance to human %.3f", r["name"],
+             r["originality"], r["originality_norm"], r["recognizability"], r["distance_to_human"])
+  return summary
+
+
+def _jsonable(r: dict) -> dict:
+  return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
