@@ -6,12 +6,16 @@ Stage 1 (`rae_job`, configs/rae.py): a prototype-regularised RAE beside a non-re
 sweep, scored by 20-way 1-shot nearest-exemplar accuracy on the held-out characters. Stage 2 (`ldm_job`,
 configs/ldm.py): a guided latent DDPM (the `small` UNet) on the prototype RAE's latents, then samples for 50
 held-out characters' exemplars (`runs/demo/ldm/samples_0.png`) and their fidelity metrics. All RAEs of the sweep
-get a diffusion model (one compiled program) with `--config.ldm_job.ldm.rae_members='()'`.
-Override either stage, e.g. `--config.ldm_job.train.epochs=100`.
+get a diffusion model (one compiled program) with `--config.ldm_job.ldm.rae_members='()'`. Stage 3 (`critics_job`,
+configs/critics.py): the two critics, briefly. Stage 4 (`eval_job`, configs/evaluate.py): originality,
+recognizability and distance to the human point of the LDM's samples, and the plot
+(`runs/demo/eval/originality_recognizability.png`). Override any stage, e.g. `--config.ldm_job.train.epochs=100`.
 """
 
 import ml_collections
 
+from configs import critics as critics_config
+from configs import evaluate as evaluate_config
 from configs import ldm as ldm_config
 from configs import rae as rae_config
 
@@ -37,9 +41,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     l.sample.max_classes = 50
     l.sample.per_exemplar = 6
   l.data = r.data
+  k = critics_config.get_config("omniglot" + (",tiny" if tiny else ""))
+  e = evaluate_config.get_config("omniglot" + (",tiny" if tiny else ""))
+  if not tiny:
+    k.data.max_train_examples = 6000   # the same 300 training characters
+    k.train.epochs = 3
+    k.train.checkpoint_every_epochs = 1
+    e.evaluate.max_classes = 50        # the LDM stage's 50 held-out characters
+    e.evaluate.samples_per_class = 10
+    e.evaluate.tasks_per_class = 5
   c = ml_collections.ConfigDict()
   c.job = "demo"
   c.rae_job = r
   c.ldm_job = l
+  c.critics_job = k
+  c.eval_job = e                       # its critics_workdir / ldm_workdirs are the demo's own stages
   c.demo = ml_collections.ConfigDict({"grid_classes": 20})
   return c

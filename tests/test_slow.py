@@ -25,8 +25,9 @@ def test_prototype_sweep_beats_unregularised_on_one_shot_accuracy(tmp_path):
 
 
 def test_demo_ldm_samples_follow_their_exemplars(tmp_path):
-  """The README demo end to end (~16 CPU minutes): the denoising loss falls and samples of held-out characters
-  are nearest to their own exemplar far more often than chance, in the RAE latent and in pixels."""
+  """The README demo end to end (~20 CPU minutes): the denoising loss falls, samples of held-out characters are
+  nearest to their own exemplar far more often than chance, in the RAE latent and in pixels, and the critics
+  recognise them above 20-way chance."""
   out = run_main("--config=configs/demo.py", f"--workdir={tmp_path}", timeout=3600)
   assert out.returncode == 0, out.stderr[-2000:]
   (m,) = json.loads((tmp_path / "ldm" / "summary.json").read_text())["members"]
@@ -34,6 +35,9 @@ def test_demo_ldm_samples_follow_their_exemplars(tmp_path):
   assert m["latent_nearest"] > 3 * m["chance_nearest"] and m["pixel_nearest"] > 2 * m["chance_nearest"]
   assert m["latent_pairwise"] > 0.6 and m["pixel_pairwise"] > 0.6
   assert (tmp_path / "ldm" / "samples_0.png").exists()
+  points = {p["name"]: p for p in json.loads((tmp_path / "eval" / "scores.json").read_text())["points"]}
+  assert points["humans"]["recognizability"] > 0.5 and points["ldm_prototype=1"]["recognizability"] > 0.1
+  assert (tmp_path / "eval" / "originality_recognizability.png").exists()
 
 
 def test_pixel_space_baseline_trains(tmp_path):

@@ -104,7 +104,7 @@ def place_points(results: list[dict]) -> list[dict]:
     r["originality_norm"], r["distance_to_human"] = float(o), float(d)
   by_reg: dict[str, list[dict]] = {}
   for r in results:
-    if r["kind"] == "ldm":
+    if r["kind"] == "ldm" and r["regularizer"] != "none":
       by_reg.setdefault(r["regularizer"], []).append(r)
   for group in by_reg.values():
     min(group, key=lambda r: r["distance_to_human"])["closest"] = True
@@ -148,7 +148,8 @@ def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, An
   _, half_a = importance.category_means(np.asarray(click["heatmap_half_a"]), labels)
   _, half_b = importance.category_means(np.asarray(click["heatmap_half_b"]), labels)
   consistency = np.asarray(importance.spearman(jnp.asarray(half_a), jnp.asarray(half_b)))
-  chosen = [m for m in models if m["kind"] == "ldm" and (ic.models == "all" or m.get("closest"))
+  chosen = [m for m in models if m["kind"] == "ldm"
+            and (ic.models == "all" or m.get("closest") or m["regularizer"] == "none")
             and not m["regularizer"].startswith("vq")]   # VQ's quantiser has no useful Jacobian (paper §5.2)
   correlations, maps = {}, {}
   for m in chosen:
@@ -190,7 +191,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   score = lambda images, ex: judge.score_set(judges, images, ex, key, ec.n_way, ec.tasks_per_class, ec.bins)
 
   results = [{"name": "humans", "kind": "human", "regularizer": "", "beta": 0.0, **score(human_images, exemplars)}]
-  sets = {}
+  sets = {"humans": {"images": human_images, "exemplars": exemplars}}
   for m in models:
     sets[m["name"]] = generate_set(m, exemplars, ec, out / "samples" / f"{_safe(m['name'])}.npz")
     results.append({**m, **score(sets[m["name"]]["images"], sets[m["name"]]["exemplars"])})

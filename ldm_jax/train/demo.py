@@ -2,8 +2,9 @@
 
 RAE sweep (a non-regularised and a prototype-regularised autoencoder, one compiled program) → their one-shot
 scores and reconstructions → one guided latent diffusion model per RAE (one compiled program) → samples for the
-held-out characters, the sample grids (exemplars on top) and the fidelity metrics. Stages live in
-`<workdir>/rae` and `<workdir>/ldm`; a re-run resumes the stage that was interrupted.
+held-out characters, the sample grids (exemplars on top) and the fidelity metrics → the two critics → the
+samples' originality, recognizability and distance to the human point, with the plot. Stages live in
+`<workdir>/{rae,ldm,critics,eval}`; a re-run resumes the stage that was interrupted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import numpy as np
 from ldm_jax.data import pipeline
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.models.rae import RAE
-from ldm_jax.train import ldm, rae
+from ldm_jax.eval import evaluate
+from ldm_jax.train import critics, ldm, rae
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ def _stage_done(workdir: pathlib.Path) -> bool:
 def _run_stage(fn, cfg, workdir: pathlib.Path, resume: bool):
   if _stage_done(workdir) and resume:
     return json.loads((workdir / "summary.json").read_text())
-  return fn(cfg, str(workdir), resume=resume and (workdir / "checkpoints").exists())
+  return fn(cfg, str(workdir), resume=resume)   # resuming a stage that never started just starts it
 
 
 def train_and_evaluate(cfg, workdir: str, resume: bool = False):
@@ -55,13 +57,23 @@ def train_and_evaluate(cfg, workdir: str, resume: bool = False):
   ldm_cfg = ml_collections.ConfigDict(cfg.ldm_job.to_dict())
   ldm_cfg.ldm.rae_workdir = str((out / "rae").absolute())
   ldm_summary = _run_stage(ldm.train_and_evaluate, ldm_cfg, out / "ldm", resume)
-  metrics = {"rae": rae_summary, "ldm": ldm_summary}
+  critics_summary = _run_stage(critics.train_and_evaluate, cfg.critics_job, out / "critics", resume)
+  eval_cfg = ml_collections.ConfigDict(cfg.eval_job.to_dict())
+  eval_cfg.evaluate.critics_workdir = str((out / "critics").absolute())
+  eval_cfg.evaluate.ldm_workdirs = (str((out / "ldm").absolute()),)
+  eval_summary = evaluate.train_and_evaluate(eval_cfg, str(out / "eval"), resume=resume)
+  metrics = {"rae": rae_summary, "ldm": ldm_summary, "critics": critics_summary,
+             "eval": {"points": [{k: p[k] for k in ("name", "originality", "originality_norm", "recognizability",
+                                                   "distance_to_human")} for p in eval_summary["points"]]}}
   (out / "demo_metrics.json").write_text(json.dumps(metrics, indent=1))
   line = {m["name"]: {"oneshot_accuracy": round(m["oneshot_accuracy"], 4)} for m in rae_summary["members"]}
   for m in ldm_summary["members"]:
     line[m["name"]].update({k: round(m[k], 4) for k in ("loss_first_epoch", "loss_last_epoch", "pixel_nearest",
                                                         "latent_nearest", "chance_nearest") if k in m})
-  log.info("wrote %s, %s and %s", out / "reconstructions.png", out / "ldm" / "samples_*.png",
-           out / "demo_metrics.json")
+  for p in metrics["eval"]["points"]:
+    line.setdefault(p["name"], {}).update({k: round(p[k], 4) for k in ("originality_norm", "recognizability",
+                                                                          "distance_to_human")})
+  log.info("wrote %s, %s, %s and %s", out / "reconstructions.png", out / "ldm" / "samples_*.png",
+           out / "eval" / "originality_recognizability.png", out / "demo_metrics.json")
   print(json.dumps(line))
   return metrics
