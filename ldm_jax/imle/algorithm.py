@@ -1,0 +1,97 @@
+"""IMLE and RS-IMLE training (paper Algorithm 1) as one jit-compiled outer iteration.
+
+Outer iteration k: draw m = pool_factor · n latents, generate, map data and samples into the search space, reject
+every sample within ε of any data point (`search`; ε = 0 is plain IMLE), select each data point's nearest
+remaining sample's latent (plus 0.001·N(0, I), as the authors), then L inner steps of SGD on random batches of the
+selected (z, x) pairs with the loss d(x, T(z)). A data point whose every sample was rejected keeps its previous
+latent (counted in the metrics). The whole iteration — generation, search, selection, L steps — is one program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from ldm_jax.imle import search
+
+
+@dataclasses.dataclass(frozen=True)
+class ImleSettings:
+  epsilon: float = 0.1          # rejection radius in the search space (0 = IMLE)
+  pool_factor: int = 10         # m = pool_factor · n
+  inner_steps: int = 50         # L
+  batch_size: int = 4
+  latent_noise: float = 1e-3    # added to the selected latents
+  chunk: int = 1024             # generator rows per call when generating the pool
+
+
+@flax.struct.dataclass
+class ImleState:
+  params: Any
+  opt_state: Any
+  latents: jax.Array            # [n, latent] the current selection
+  step: jax.Array
+
+
+def init_state(params, tx: optax.GradientTransformation, n: int, latent_dim: int) -> ImleState:
+  return ImleState(params=params, opt_state=tx.init(params), latents=jnp.zeros((n, latent_dim)),
+                   step=jnp.zeros((), jnp.int32))
+
+
+def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: optax.GradientTransformation,
+                    settings: ImleSettings, latent_dim: int):
+  """jit (state, data, data_embedded, key) → (state, metrics).
+
+  generate(params, z [B, latent]) → samples; loss_fn(x, samples) → per-example losses [B];
+  embed(samples or data) → points in the search space [B, k].
+  """
+
+  def gen_pool(params, z):
+    n = z.shape[0]
+    c = min(settings.chunk, n)
+    pad = (-n) % c
+    zs = jnp.pad(z, ((0, pad), (0, 0))).reshape(-1, c, latent_dim)
+    out = jax.lax.map(lambda zz: embed(generate(params, zz)), zs)
+    return out.reshape(-1, out.shape[-1])[:n]
+
+  def step(state: ImleState, data, data_embedded, key):
+    n = data.shape[0]
+    k_pool, k_noise, k_batches = jax.random.split(key, 3)
+    z_pool = jax.random.normal(k_pool, (settings.pool_factor * n, latent_dim))
+    pool = gen_pool(jax.lax.stop_gradient(state.params), z_pool)
+    idx, dist, rejected = search.rejection_nearest(data_embedded, pool, settings.epsilon)
+    found = idx >= 0
+    chosen = z_pool[jnp.maximum(idx, 0)] + settings.latent_noise * jax.random.normal(k_noise, (n, latent_dim))
+    latents = jnp.where(found[:, None], chosen, state.latents)
+
+    def inner(carry, k):
+      params, opt_state = carry
+      rows = jax.random.choice(k, n, (settings.batch_size,), replace=False)
+      value, grads = jax.value_and_grad(lambda p: jnp.mean(loss_fn(data[rows], generate(p, latents[rows]))))(params)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), value
+
+    (params, opt_state), losses = jax.lax.scan(inner, (state.params, state.opt_state),
+                                               jax.random.split(k_batches, settings.inner_steps))
+    metrics = {"loss": losses.mean(), "rejected_fraction": rejected.mean(), "unmatched": jnp.sum(~found),
+               "selected_distance": jnp.mean(jnp.where(found, dist, 0.0))}
+    return ImleState(params=params, opt_state=opt_state, latents=latents, step=state.step + 1), metrics
+
+  return jax.jit(step)
+
+
+def fit(state: ImleState, outer_step, data: jax.Array, data_embedded: jax.Array, key: jax.Array, iterations: int,
+        history: bool = False):
+  """Runs `iterations` outer iterations; returns (state, metrics per iteration, and every selection if asked)."""
+  records, selections = [], []
+  for k in range(iterations):
+    state, m = outer_step(state, data, data_embedded, jax.random.fold_in(key, k))
+    records.append(jax.device_get(m))
+    if history:
+      selections.append(state.latents)
+  return state, records, (jnp.stack(selections) if history else None)
