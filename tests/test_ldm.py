@@ -127,6 +127,7 @@ def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained):
     if name != "samples_1":                        # 3 samples per class do not split into 10 bins
       assert len(p["binned_originality"]) == 10 and np.all(np.diff(p["binned_originality"]) >= 0)
   for name in ("originality_recognizability.png", "table.md", "samples_humans.png", "importance_maps.png",
+               "samples_by_regularizer.png",
                "samples/ldm_prototype=1.npz"):
     assert (trained / "eval" / name).exists(), name
   imp = summary["importance"]

@@ -6,7 +6,7 @@ Inputs (config `evaluate`): LDM job workdirs (every model exported under `<dir>/
 space) and/or npz files holding `images` [C, n, H, W] and `exemplars` [C, H, W]; a critics workdir. Samples are
 generated for the first `max_classes` test exemplars and cached in `<workdir>/samples/<name>.npz`, so a resumed
 run only scores. Outputs in the workdir: `scores.json`, `table.md`, `originality_recognizability.png`,
-`samples_<name>.png`, and with `importance.enabled` also `importance.json` and `importance_maps.png`.
+`samples_<name>.png`, `samples_by_regularizer.png` (Fig. 2), and with `importance.enabled` also `importance.json` and `importance_maps.png`.
 """
 
 from __future__ import annotations
@@ -133,6 +133,22 @@ def write_table(path: pathlib.Path, results: list[dict]) -> None:
   path.write_text("\n".join(lines) + "\n")
 
 
+def write_regularizer_grid(path: pathlib.Path, results: list[dict], sets: dict, classes: int, rows: int) -> None:
+  """Fig. 2 layout: the exemplars, then for humans, the non-regularised LDM and each regularizer's model closest
+  to humans, `rows` samples per class (one block of rows per model)."""
+  chosen = [r for r in results if r["kind"] == "human" or r.get("closest")
+            or (r["kind"] == "ldm" and r["regularizer"] == "none") or r["kind"] == "pixel"]
+  first = sets[chosen[0]["name"]]
+  grid, labels = [first["exemplars"][:classes] / 255.0], ["exemplar"]
+  for r in chosen:
+    images = sets[r["name"]]["images"][:classes]
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
+    for j in range(min(rows, images.shape[1])):
+      grid.append(images[:, j] / scale)
+      labels.append(r["name"] if j == 0 else "")
+  figures.write_grid(path, grid, labels)
+
+
 def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, Any]:
   """Fig. 5: every latent model's maps on the ClickMe-QuickDraw drawings, averaged per category, against the human
   click maps (Spearman per category), the human split-half consistency, and pairwise one-sided Wilcoxon tests."""
@@ -213,6 +229,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
         s["images"][: ec.grid_classes, j] / (255.0 if s["images"].dtype == np.uint8 else 1.0)
         for j in range(min(ec.grid_rows, s["images"].shape[1]))]
     figures.write_grid(out / f"samples_{_safe(name)}.png", grid, ["exemplar"] + [""] * (len(grid) - 1), title=name)
+  write_regularizer_grid(out / "samples_by_regularizer.png", results, sets, ec.grid_classes, ec.grid_rows)
   summary = {"data": cfg.data.name, "classes": int(len(exemplars)), "samples_per_class": ec.samples_per_class,
              "n_way": results[0]["n_way"], "points": [_jsonable(r) for r in results]}
   if cfg.importance.enabled:
