@@ -16,36 +16,21 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax
-import jax.numpy as jnp
 import matplotlib
 import numpy as np
-import optax
 
-from ldm_jax.imle import algorithm, generator
+from ldm_jax.imle import toy
 
 matplotlib.use("Agg")
 
 
-def train(epsilon: float, iterations: int, seed: int = 0):
-  t = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-  data = jnp.asarray(np.stack([np.cos(t), np.sin(t) * np.cos(t)], 1), jnp.float32)
-  model = generator.ToyGenerator()
-  params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 2)))
-  tx = optax.adam(1e-3)
-  settings = algorithm.ImleSettings(epsilon=epsilon, pool_factor=10, inner_steps=20, batch_size=4)
-  gen = lambda p, z: model.apply(p, z)
-  step = algorithm.make_outer_step(gen, lambda x, y: jnp.sum((x - y) ** 2, -1), lambda x: x, tx, settings, 2)
-  state, records, selections = algorithm.fit(algorithm.init_state(params, tx, 20, 2), step, data, data,
-                                             jax.random.PRNGKey(seed + 1), iterations, history=True)
-  z = np.asarray(jax.random.normal(jax.random.PRNGKey(99), (4000, 2)))
-  trained_on = np.asarray(selections[-100:]).reshape(-1, 2)
-  samples = np.asarray(gen(state.params, jnp.asarray(z)))
+def train(epsilon: float, iterations: int):
+  out = toy.train_toy(epsilon, iterations)
   stats = {"method": "RS-IMLE" if epsilon else "IMLE", "epsilon": epsilon, "iterations": iterations,
-           "coverage_gap": float(np.sqrt(((z[:, None] - trained_on[None]) ** 2).sum(-1)).min(1).mean()),
-           "off_data": float(np.sqrt(((samples[:, None] - np.asarray(data)[None]) ** 2).sum(-1)).min(1).mean()),
-           "final_loss": float(records[-1]["loss"]), "rejected_fraction": float(records[-1]["rejected_fraction"])}
-  return stats, np.asarray(data), samples[:400], trained_on, np.asarray(selections[-1])
+           "coverage_gap": out["coverage_gap"], "off_data": out["off_data"],
+           "final_loss": float(out["records"][-1]["loss"]),
+           "rejected_fraction": float(out["records"][-1]["rejected_fraction"])}
+  return stats, out["data"], out["samples"][:400], out["trained_on"]
 
 
 def main() -> None:
@@ -57,7 +42,7 @@ def main() -> None:
   import matplotlib.pyplot as plt
   fig, axes = plt.subplots(2, 2, figsize=(7, 6.5))
   for col, eps in enumerate((0.0, a.epsilon)):
-    stats, data, samples, trained_on, last = train(eps, a.iterations)
+    stats, data, samples, trained_on = train(eps, a.iterations)
     print(json.dumps(stats))
     ax = axes[0, col]
     ax.scatter(samples[:, 0], samples[:, 1], s=4, c="orange", label="samples")

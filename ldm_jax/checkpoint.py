@@ -14,8 +14,9 @@ import jax
 import orbax.checkpoint as ocp
 
 # Keys that a resumed run may change without invalidating the checkpoint.
-RESUMABLE_KEYS = ("train.epochs", "train.checkpoint_every_epochs", "train.log_every_epochs", "train.keep_checkpoints",
-                  "train.resume", "eval", "demo", "data.data_dir", "data.build_dir")
+RESUMABLE_KEYS = ("train.epochs", "train.iterations", "train.checkpoint_every_epochs", "train.log_every_epochs",
+                  "train.checkpoint_every_iterations", "train.keep_checkpoints", "train.resume", "eval", "demo",
+                  "data.data_dir", "data.build_dir")
 
 
 class ConfigMismatchError(ValueError):

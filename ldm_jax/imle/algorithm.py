@@ -44,8 +44,10 @@ def init_state(params, tx: optax.GradientTransformation, n: int, latent_dim: int
 
 
 def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: optax.GradientTransformation,
-                    settings: ImleSettings, latent_dim: int):
-  """jit (state, data, data_embedded, key) → (state, metrics).
+                    settings: ImleSettings, latent_dim: int, jit: bool = True):
+  """(state, data, data_embedded, key[, epsilon]) → (state, metrics), jitted unless `jit=False` (to vmap it
+  first: several members, e.g. IMLE and RS-IMLE, with their own ε as one program). ε defaults to
+  `settings.epsilon`.
 
   generate(params, z [B, latent]) → samples; loss_fn(x, samples) → per-example losses [B];
   embed(samples or data) → points in the search space [B, k].
@@ -59,12 +61,13 @@ def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: 
     out = jax.lax.map(lambda zz: embed(generate(params, zz)), zs)
     return out.reshape(-1, out.shape[-1])[:n]
 
-  def step(state: ImleState, data, data_embedded, key):
+  def step(state: ImleState, data, data_embedded, key, epsilon=None):
+    epsilon = settings.epsilon if epsilon is None else epsilon
     n = data.shape[0]
     k_pool, k_noise, k_batches = jax.random.split(key, 3)
     z_pool = jax.random.normal(k_pool, (settings.pool_factor * n, latent_dim))
     pool = gen_pool(jax.lax.stop_gradient(state.params), z_pool)
-    idx, dist, rejected = search.rejection_nearest(data_embedded, pool, settings.epsilon)
+    idx, dist, rejected = search.rejection_nearest(data_embedded, pool, epsilon)
     found = idx >= 0
     chosen = z_pool[jnp.maximum(idx, 0)] + settings.latent_noise * jax.random.normal(k_noise, (n, latent_dim))
     latents = jnp.where(found[:, None], chosen, state.latents)
@@ -82,7 +85,7 @@ def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: 
                "selected_distance": jnp.mean(jnp.where(found, dist, 0.0))}
     return ImleState(params=params, opt_state=opt_state, latents=latents, step=state.step + 1), metrics
 
-  return jax.jit(step)
+  return jax.jit(step) if jit else step
 
 
 def fit(state: ImleState, outer_step, data: jax.Array, data_embedded: jax.Array, key: jax.Array, iterations: int,
