@@ -83,47 +83,6 @@ def test_critic_shapes_and_parameter_layout():
       {"params": variables["params"], "batch_stats": variables["batch_stats"]})
 
 
-@pytest.mark.real_data
-def test_tiny_critics_train_on_omniglot_and_recognize_real_test_drawings(tmp_path):
-  import json
-  from conftest import run_main
-  from ldm_jax.eval import scores
-  from ldm_jax.train import critics
-  out = run_main("--config=configs/critics.py:omniglot,tiny", f"--workdir={tmp_path}")
-  assert out.returncode == 0, out.stderr[-3000:]
-  summary = json.loads((tmp_path / "summary.json").read_text())
-  for name in ("protonet", "simclr"):
-    assert summary[name]["loss_last_epoch"] < summary[name]["loss_first_epoch"], summary
-  assert summary["protonet"]["human_recognizability"] > 0.2          # 20-way chance is 0.05
-  model, variables = critics.load(tmp_path, "simclr")
-  from ldm_jax import data
-  test = data.load("omniglot", "paper_test", image_size=50)
-  feats = critics.embed_fn(model, False, 50)(variables, jnp.asarray(test["images"][:40]))
-  assert feats.shape == (40, 256)
-  ori = scores.originality(jnp.stack([feats[:20], feats[:20] + 0.5]), jnp.stack([feats[:20][0], feats[:20][0]]))
-  assert ori.shape == (2, 20) and float(ori[0, 0]) == 0.0
-
-  # The judges on real sets: humans far above 20-way chance, noise at chance; copies of the exemplar have
-  # originality 0, growing with the noise added to them.
-  from ldm_jax.eval import judge
-  judges = judge.load_judges(tmp_path)
-  test48 = data.load("omniglot", "paper_test", image_size=48)
-  humans, exemplars = judge.human_set(test48, per_class=10, classes=40)
-  key = jax.random.PRNGKey(0)
-  human = judge.score_set(judges, humans, exemplars, key, tasks_per_class=5)
-  assert human["recognizability"].shape == (40, 10) and human["recognizability_mean"] > 0.2
-  rng = np.random.default_rng(0)
-  noise = judge.score_set(judges, rng.uniform(0, 1, humans.shape).astype(np.float32), exemplars, key,
-                          tasks_per_class=5)
-  assert abs(noise["recognizability_mean"] - 0.05) < 0.1
-  copies = np.repeat(exemplars[:, None] / 255.0, 10, axis=1).astype(np.float32)
-  means = []
-  for flip_rate in (0.0, 0.01, 0.03):           # pixels flipped at random
-    noisy = np.where(rng.uniform(size=copies.shape) < flip_rate, 1.0 - copies, copies).astype(np.float32)
-    means.append(judge.score_set(judges, noisy, exemplars, key, tasks_per_class=5)["originality_mean"])
-  assert means[0] == 0.0 and means[0] < means[1] < means[2], means
-
-
 # --- .pt files, read without torch -----------------------------------------------------------------------------
 
 def _write_torch_zip(path, obj, byteorder="little"):

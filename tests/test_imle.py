@@ -24,7 +24,7 @@ def test_rs_imle_covers_the_prior_and_lands_closer_to_the_data_on_the_2d_toy(see
   assert rs_off < 0.7 * imle_off, (rs_off, imle_off)            # test-time samples nearer to the data
 
 
-@pytest.mark.parametrize("name,size", [("small", 48), ("small28", 28)])
+@pytest.mark.parametrize("name,size", [pytest.param("small", 48, marks=pytest.mark.slow), ("small28", 28)])
 def test_generator_shapes_range_and_gradients(name, size):
   model = generator.build_generator(name)
   z = jax.random.normal(jax.random.PRNGKey(0), (3, model.latent_dim))

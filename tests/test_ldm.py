@@ -103,9 +103,9 @@ def test_pixel_space_ldm_round_trips_through_its_checkpoint(tmp_path):
 def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained):
   """Critics → the evaluate job on the exported LDMs (generated anew), a sample file, and the human point; then
   the feature-importance study on three ClickMe categories."""
-  critics = run_main("--config=configs/critics.py:omniglot,tiny", "--config.train.epochs=1",
-                     "--config.data.max_train_examples=128", f"--workdir={trained}/critics")
+  critics = run_main("--config=configs/critics.py:omniglot,tiny", f"--workdir={trained}/critics")
   assert critics.returncode == 0, critics.stderr[-3000:]
+  _check_judges(trained / "critics")
   out = run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={trained}/eval",
                  f"--config.evaluate.critics_workdir={trained}/critics",
                  f"--config.evaluate.ldm_workdirs=('{trained}/ldm',)",
@@ -135,3 +135,30 @@ def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained):
   assert set(imp["spearman"]) == {"ldm_prototype=0", "ldm_prototype=1"}
   assert all(-1.0 <= v <= 1.0 for s in imp["spearman"].values() for v in s["per_category"])
   assert set(imp["wilcoxon_greater"]["ldm_prototype=1"]) == {"ldm_prototype=0"}
+
+
+def _check_judges(critics_dir):
+  """The tiny critics (2 epochs, 320 drawings) on real sets: both losses fall; humans far above 20-way chance and
+  uniform noise at chance; copies of the exemplar have originality 0, growing with flipped pixels."""
+  from ldm_jax import data
+  from ldm_jax.eval import judge
+  summary = json.loads((critics_dir / "summary.json").read_text())
+  for name in ("protonet", "simclr"):
+    assert summary[name]["loss_last_epoch"] < summary[name]["loss_first_epoch"], summary
+  assert summary["protonet"]["human_recognizability"] > 0.2
+  judges = judge.load_judges(critics_dir)
+  test48 = data.load("omniglot", "paper_test", image_size=48)
+  humans, exemplars = judge.human_set(test48, per_class=10, classes=40)
+  key = jax.random.PRNGKey(0)
+  human = judge.score_set(judges, humans, exemplars, key, tasks_per_class=5)
+  assert human["recognizability"].shape == (40, 10) and human["recognizability_mean"] > 0.2
+  rng = np.random.default_rng(0)
+  noise = judge.score_set(judges, rng.uniform(0, 1, humans.shape).astype(np.float32), exemplars, key,
+                          tasks_per_class=5)
+  assert abs(noise["recognizability_mean"] - 0.05) < 0.1
+  copies = np.repeat(exemplars[:, None] / 255.0, 10, axis=1).astype(np.float32)
+  means = []
+  for flip_rate in (0.0, 0.01, 0.03):           # pixels flipped at random
+    noisy = np.where(rng.uniform(size=copies.shape) < flip_rate, 1.0 - copies, copies).astype(np.float32)
+    means.append(judge.score_set(judges, noisy, exemplars, key, tasks_per_class=5)["originality_mean"])
+  assert means[0] == 0.0 and means[0] < means[1] < means[2], means

@@ -65,7 +65,7 @@ def test_all_regularizers_together_give_finite_gradients(omniglot_test):
   v = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 48, 48, 1)), False)
   batch = pipeline.sample_batch(pipeline.to_device(omniglot_test), jax.random.PRNGKey(0), 0, 16)
   loss_fn = rae.make_loss_fn(model, cfg)
-  (loss, (_, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+  (loss, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       v["params"], v["batch_stats"], {"beta": jnp.ones(6)}, batch, jax.random.PRNGKey(1))
   assert set(metrics) == {"recon", *REGULARIZERS}
   assert all(np.isfinite(float(m)) for m in metrics.values())

@@ -4,6 +4,7 @@ samples against the set, and a sample grid."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pathlib
@@ -54,6 +55,23 @@ def feature_fn(cfg):
   return "random projection of pixels (64-d)", lambda x: ((x + 1.0) / 2.0).reshape(len(x), -1) @ proj
 
 
+@functools.lru_cache(maxsize=8)
+def _programs(generator_name: str, settings: algorithm.ImleSettings, optimizer: tuple, image_pixels: int,
+              projection_dim: int, projection_seed: int):
+  """(model, tx, embed, jit(vmap(outer step)), jit(generate)) for one setting: built once per process, so repeated
+  or resumed runs in one process reuse the compiled programs."""
+  model = generator.build_generator(generator_name)
+  lr, b1, b2, wd = optimizer
+  tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=wd)
+  projection = search.make_projection(jax.random.PRNGKey(projection_seed), image_pixels, projection_dim)
+  embed = lambda x: search.project(x, projection)
+  gen = lambda p, z: model.apply(p, z)
+  mse = lambda x, y: jnp.mean((x - y) ** 2, axis=(1, 2))
+  step = algorithm.make_outer_step(gen, mse, embed, tx, settings, model.latent_dim, jit=False)
+  vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, 0)))      # every ε in one program
+  return model, tx, jax.jit(embed), vstep, jax.jit(gen)
+
+
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict:
   out = pathlib.Path(workdir)
   out.mkdir(parents=True, exist_ok=True)
@@ -61,26 +79,21 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   n = len(images)
   ic, tc = cfg.imle, cfg.train
   model = generator.build_generator(ic.generator)
-  probe = model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros((1, model.latent_dim))),
-                      jnp.zeros((1, model.latent_dim)))
+  probe = jax.eval_shape(lambda: model.apply(model.init(jax.random.PRNGKey(0), jnp.zeros((1, model.latent_dim))),
+                                             jnp.zeros((1, model.latent_dim))))
   if probe.shape[1] != cfg.data.image_size:
     raise ValueError(f"generator {ic.generator!r} draws {probe.shape[1]}px images; the data are "
                      f"{cfg.data.image_size}px")
   settings = algorithm.ImleSettings(pool_factor=ic.pool_factor, inner_steps=ic.inner_steps or max(n // ic.batch_size, 1),
                                     batch_size=ic.batch_size, latent_noise=ic.latent_noise)
-  tx = optax.adamw(tc.lr, b1=tc.b1, b2=tc.b2, weight_decay=tc.weight_decay)
-  projection = search.make_projection(jax.random.PRNGKey(cfg.seed + 1), images[0].size, ic.projection_dim)
-  embed = lambda x: search.project(x, projection)
-  gen = lambda p, z: model.apply(p, z)
-  mse = lambda x, y: jnp.mean((x - y) ** 2, axis=(1, 2))
-  step = algorithm.make_outer_step(gen, mse, embed, tx, settings, model.latent_dim, jit=False)
+  model, tx, embed, vstep, gen = _programs(ic.generator, settings, (tc.lr, tc.b1, tc.b2, tc.weight_decay),
+                                           int(images[0].size), ic.projection_dim, cfg.seed + 1)
   epsilons = jnp.asarray(ic.epsilons, jnp.float32)
   k = len(ic.epsilons)
-  vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, 0)))      # every ε in one program
 
   keys = jax.random.split(jax.random.PRNGKey(cfg.seed), k)
   init = lambda key: algorithm.init_state(model.init(key, jnp.zeros((1, model.latent_dim))), tx, n, model.latent_dim)
-  states = jax.vmap(init)(keys)
+  states = jax.jit(jax.vmap(init))(keys)
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
   start = 0
   if ckpt.latest_epoch() is not None:
@@ -110,7 +123,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
   for m, eps in enumerate(ic.epsilons):
     params = jax.tree.map(lambda v: v[m], states.params)
-    samples = np.asarray(jax.jit(gen)(params, z))
+    samples = np.asarray(gen(params, z))
     fake = features(samples)
     prec, rec = distribution.precision_recall(jnp.asarray(real), jnp.asarray(fake), cfg.eval.k)
     mine = [r for r in records if r["epsilon"] == eps]
