@@ -15,7 +15,8 @@ import orbax.checkpoint as ocp
 
 # Keys that a resumed run may change without invalidating the checkpoint.
 RESUMABLE_KEYS = ("train.epochs", "train.iterations", "train.checkpoint_every_epochs", "train.log_every_epochs",
-                  "train.checkpoint_every_iterations", "train.keep_checkpoints", "train.resume", "eval", "demo",
+                  "train.checkpoint_every_iterations", "train.keep_checkpoints", "train.steps",
+                  "train.checkpoint_every_steps", "train.log_every_steps", "train.resume", "eval", "demo",
                   "data.data_dir", "data.build_dir")
 
 

@@ -151,6 +151,9 @@ OMNIGLOT_BACKGROUND = Archive("omniglot/images_background.zip", (".png", 19280),
                               md5="68d2efa1b9178cc56df9314c21c6e718", how_to_get=_HOW_OMNIGLOT)
 OMNIGLOT_EVALUATION = Archive("omniglot/images_evaluation.zip", (".png", 13180), _BRENDEN + "images_evaluation.zip",
                               md5="6b91aef0f799c5bb55b94e3f2daec811", how_to_get=_HOW_OMNIGLOT)
+OMNIGLOT_NPZ = Archive("sketchrnn_datasets_hardmaru/omniglot.npz", None,
+                       "https://github.com/hardmaru/sketch-rnn-datasets/raw/master/omniglot/omniglot.npz",
+                       sha256="bd5277621a8c577919491dfa729a59a8b5c216cff9e4fda9cef532db29f120c7")
 OMNIGLOT_STROKES = tuple(
     Archive(f"omniglot/strokes_background_small{k}.zip", (".txt", n), _BRENDEN + f"strokes_background_small{k}.zip",
             sha256=sha, how_to_get=_HOW_OMNIGLOT)
