@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "batch_size": 4,
       "latent_noise": 1e-3,
       "projection_dim": 512,                      # the search space: fixed Gaussian projection, unit sphere
+      "adaptive": False,                          # Adaptive IMLE's staleness rule for re-assigning latents
+      "feature_weight": 0.0,                      # d = MSE + w·‖f(x) − f(G(z))‖², f = eval.critics_workdir's
+                                                  # SimCLR features (in place of LPIPS); 0 = MSE only
   })
   c.train = ml_collections.ConfigDict({
       "iterations": 2000,                         # outer iterations (the paper: ~10,000 epochs)

@@ -18,7 +18,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _RESUME = flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in --workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("rae", "ldm", "critics", "evaluate", "imle", "sketch", "demo")
+JOBS = ("rae", "ldm", "critics", "evaluate", "imle", "imle_oneshot", "sketch", "demo")
 
 
 def train_and_evaluate(config, workdir: str, resume: bool = False):
@@ -38,6 +38,9 @@ def train_and_evaluate(config, workdir: str, resume: bool = False):
   if config.job == "imle":
     from ldm_jax.imle import job
     return job.train_and_evaluate(config, workdir, resume=resume)
+  if config.job == "imle_oneshot":
+    from ldm_jax.imle import oneshot_job
+    return oneshot_job.train_and_evaluate(config, workdir, resume=resume)
   if config.job == "sketch":
     from ldm_jax.sketch import job
     return job.train_and_evaluate(config, workdir, resume=resume)

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from ldm_jax.eval import distribution
-from ldm_jax.imle import generator, toy
+from ldm_jax.imle import algorithm, generator, toy
 
 
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])
@@ -22,6 +22,24 @@ def test_rs_imle_covers_the_prior_and_lands_closer_to_the_data_on_the_2d_toy(see
   assert imle[-1]["loss"] < 0.1 * imle[0]["loss"] and rs[-1]["loss"] < 0.2 * rs[0]["loss"]
   assert rs_gap < 0.9 * imle_gap, (rs_gap, imle_gap)            # test latents nearer to a trained-on latent
   assert rs_off < 0.7 * imle_off, (rs_off, imle_off)            # test-time samples nearer to the data
+
+
+def test_staleness_rule_known_cases():
+  s = algorithm.ImleSettings(stale_min=7, stale_max=30)
+  current = jnp.array([1.0, 1.0, 1.0, 5.0, 5.0])
+  threshold = jnp.array([2.0, 2.0, 0.5, 2.0, 2.0])
+  stale = jnp.array([7, 6, 10, 29, 30])
+  np.testing.assert_array_equal(algorithm.staleness_update(current, threshold, stale, False, s),
+                                [True, False, False, False, True])     # close and stale enough / too fresh / not close
+  assert bool(algorithm.staleness_update(current, threshold, stale, True, s).all())   # everyone at the start
+
+
+def test_adaptive_imle_reassigns_only_points_whose_rule_fires():
+  run = toy.train_toy(0.1, iterations=40, adaptive=True)
+  reassigned = [r["reassigned"] for r in run["records"]]
+  assert reassigned[0] == 20 and all(k == 0 for k in reassigned[1:7])   # nobody before `stale_min` iterations
+  assert sum(reassigned[7:]) > 0 and max(reassigned[7:]) <= 20
+  assert run["records"][-1]["loss"] < 0.5 * run["records"][0]["loss"]
 
 
 @pytest.mark.parametrize("name,size", [pytest.param("small", 48, marks=pytest.mark.slow), ("small28", 28)])
@@ -76,3 +94,31 @@ def test_imle_job_on_real_drawings_resumes_to_the_same_result(tmp_path):
   lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(line)["iteration"] for line in lines] == [1, 1, 2, 2, 3, 3, 4, 4]
   assert (tmp_path / "resumed" / "samples.png").exists()
+
+
+def test_conditional_imle_learns_each_class_around_its_exemplar():
+  """Pure math on synthetic latents: 4 classes of 6 points scattered around their exemplar; conditional IMLE and
+  RS-IMLE (one vmapped program) both fit them; only RS-IMLE rejects, and only within a class."""
+  from ldm_jax.imle import conditional
+  rng = np.random.default_rng(0)
+  exemplars = rng.normal(size=(4, 8)).astype(np.float32) * 3
+  data = exemplars[:, None] + rng.normal(size=(4, 6, 8)).astype(np.float32)
+  model = conditional.ConditionalLatentGenerator(8, noise_dim=4, width=64, depth=2)
+  tx = optax.adam(3e-3)
+  settings = algorithm.ImleSettings(pool_factor=10, inner_steps=20, batch_size=8)
+  gen = lambda p, z, e: model.apply(p, z, e)
+  step = jax.jit(jax.vmap(conditional.make_conditional_step(gen, tx, settings, 4), in_axes=(0, None, None, 0, 0)))
+  init = lambda k: algorithm.init_state(model.init(k, jnp.zeros((1, 4)), jnp.zeros((1, 8))), tx, 24, 4)
+  states = jax.vmap(init)(jax.random.split(jax.random.PRNGKey(0), 2))
+  assert float(jnp.abs(gen(jax.tree.map(lambda v: v[0], states.params), jnp.ones((4, 4)), exemplars)
+                       - exemplars).max()) == 0.0                  # a fresh generator draws the exemplar itself
+  eps = jnp.array([0.0, 0.1])
+  records = []
+  for it in range(60):
+    states, m = step(states, jnp.asarray(data), jnp.asarray(exemplars), jax.random.split(jax.random.PRNGKey(it), 2),
+                     eps)
+    records.append(jax.device_get(m))
+  assert all(r["rejected_fraction"][0] == 0 for r in records)
+  assert max(r["rejected_fraction"][1] for r in records) > 0
+  for member in (0, 1):
+    assert records[-1]["loss"][member] < 0.5 * records[0]["loss"][member]

@@ -100,12 +100,17 @@ def test_pixel_space_ldm_round_trips_through_its_checkpoint(tmp_path):
   assert a["images"].min() >= 0.0 and a["images"].max() <= 1.0
 
 
-def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained):
+@pytest.fixture(scope="module")
+def critics(trained):
+  out = run_main("--config=configs/critics.py:omniglot,tiny", f"--workdir={trained}/critics")
+  assert out.returncode == 0, out.stderr[-3000:]
+  return trained / "critics"
+
+
+def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained, critics):
   """Critics → the evaluate job on the exported LDMs (generated anew), a sample file, and the human point; then
   the feature-importance study on three ClickMe categories."""
-  critics = run_main("--config=configs/critics.py:omniglot,tiny", f"--workdir={trained}/critics")
-  assert critics.returncode == 0, critics.stderr[-3000:]
-  _check_judges(trained / "critics")
+  _check_judges(critics)
   out = run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={trained}/eval",
                  f"--config.evaluate.critics_workdir={trained}/critics",
                  f"--config.evaluate.ldm_workdirs=('{trained}/ldm',)",
@@ -137,6 +142,27 @@ def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained):
   assert set(imp["wilcoxon_greater"]["ldm_prototype=1"]) == {"ldm_prototype=0"}
 
 
+def test_one_shot_rs_imle_in_the_rae_latent_space_is_scored_like_the_ldms(trained, critics):
+  """Conditional IMLE and RS-IMLE on the prototype RAE's latents, resumed after an interruption; samples of the test
+  characters written in the evaluate job's format and judged by the same critics against the human point."""
+  args = ["--config=configs/imle_oneshot.py:tiny", f"--config.imle.rae_workdir={trained}/rae",
+          "--config.imle.rae_member=1", f"--config.eval.critics_workdir={critics}"]
+  first = run_main(*args, "--config.train.iterations=2", f"--workdir={trained}/imle_oneshot")
+  assert first.returncode == 0, first.stderr[-3000:]
+  resumed = run_main(*args, f"--workdir={trained}/imle_oneshot", "--resume")
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  summary = json.loads((trained / "imle_oneshot" / "summary.json").read_text())
+  lines = (trained / "imle_oneshot" / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(line)["iteration"] for line in lines] == [1, 1, 2, 2, 3, 3, 4, 4]
+  assert [m["method"] for m in summary["members"]] == ["IMLE", "RS-IMLE"]
+  assert summary["members"][0]["rejected_fraction_last"] == 0.0
+  s = summary["scores"]
+  assert set(s) == {"humans", "IMLE", "RS-IMLE"} and s["humans"]["distance_to_human"] == 0.0
+  assert all(0.0 <= v["recognizability"] <= 1.0 and 0.0 <= v["originality_norm"] <= 1.0 for v in s.values())
+  shots = np.load(trained / "imle_oneshot" / "samples_RS-IMLE.npz")
+  assert shots["images"].shape == (20, 4, 48, 48) and shots["exemplars"].shape == (20, 48, 48)
+
+
 def _check_judges(critics_dir):
   """The tiny critics (2 epochs, 320 drawings) on real sets: both losses fall; humans far above 20-way chance and
   uniform noise at chance; copies of the exemplar have originality 0, growing with flipped pixels."""
@@ -162,3 +188,14 @@ def _check_judges(critics_dir):
     noisy = np.where(rng.uniform(size=copies.shape) < flip_rate, 1.0 - copies, copies).astype(np.float32)
     means.append(judge.score_set(judges, noisy, exemplars, key, tasks_per_class=5)["originality_mean"])
   assert means[0] == 0.0 and means[0] < means[1] < means[2], means
+  from ldm_jax.sketch.job import judge_one_shot        # SketchEmbedNet's one-shot sketches go through the same API
+  sketched = judge_one_shot(critics_dir, exemplars[:8] / 255.0, humans[:8, :4] / 255.0, humans[:8, 4:8] / 255.0, 0)
+  assert set(sketched) == {"sketchembednet", "humans"} and sketched["humans"]["n_way"] == 8
+  assert all(0.0 <= v["recognizability"] <= 1.0 and v["originality"] > 0.0 for v in sketched.values())
+  from ldm_jax.imle.job import make_loss               # IMLE's d with the originality critic's feature term
+  x, y = (jax.numpy.asarray(humans[:4, k] / 127.5 - 1.0, jax.numpy.float32) for k in (0, 1))
+  pixel, with_features = make_loss(0.0, ""), make_loss(0.5, str(critics_dir))
+  assert float(jax.numpy.abs(with_features(x, x)).max()) == 0.0
+  assert np.all(np.asarray(with_features(x, y)) > np.asarray(pixel(x, y)))
+  grad = np.asarray(jax.grad(lambda v: with_features(x, v).sum())(y))
+  assert np.isfinite(grad).all() and np.abs(grad).max() > 0

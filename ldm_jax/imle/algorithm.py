@@ -5,6 +5,11 @@ every sample within ε of any data point (`search`; ε = 0 is plain IMLE), selec
 remaining sample's latent (plus 0.001·N(0, I), as the authors), then L inner steps of SGD on random batches of the
 selected (z, x) pairs with the loss d(x, T(z)). A data point whose every sample was rejected keeps its previous
 latent (counted in the metrics). The whole iteration — generation, search, selection, L steps — is one program.
+
+With `adaptive=True`, Adaptive IMLE's staleness rule decides which data points take their new selection: a point
+is re-assigned when its current sample has come within its threshold τ_i and it has kept its latent for at least
+`stale_min` iterations, or after `stale_max` iterations regardless (every point at the first iteration); a
+re-assigned point's threshold becomes `tau_decay` × its new distance.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ class ImleSettings:
   batch_size: int = 4
   latent_noise: float = 1e-3    # added to the selected latents
   chunk: int = 1024             # generator rows per call when generating the pool
+  adaptive: bool = False        # Adaptive IMLE's staleness rule (the authors' default)
+  stale_min: int = 7
+  stale_max: int = 30
+  tau_decay: float = 0.96
 
 
 @flax.struct.dataclass
@@ -36,11 +45,19 @@ class ImleState:
   opt_state: Any
   latents: jax.Array            # [n, latent] the current selection
   step: jax.Array
+  threshold: jax.Array          # [n] τ_i of the staleness rule
+  stale: jax.Array              # [n] iterations since each point's latent last changed
 
 
 def init_state(params, tx: optax.GradientTransformation, n: int, latent_dim: int) -> ImleState:
   return ImleState(params=params, opt_state=tx.init(params), latents=jnp.zeros((n, latent_dim)),
-                   step=jnp.zeros((), jnp.int32))
+                   step=jnp.zeros((), jnp.int32), threshold=jnp.full((n,), jnp.inf), stale=jnp.zeros((n,), jnp.int32))
+
+
+def staleness_update(current_distance, threshold, stale, first, settings: ImleSettings):
+  """Adaptive IMLE's rule → bool [n]: which data points take their new selection."""
+  ready = (current_distance < threshold) & (stale >= settings.stale_min)
+  return first | ready | (stale >= settings.stale_max)
 
 
 def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: optax.GradientTransformation,
@@ -69,8 +86,13 @@ def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: 
     pool = gen_pool(jax.lax.stop_gradient(state.params), z_pool)
     idx, dist, rejected = search.rejection_nearest(data_embedded, pool, epsilon)
     found = idx >= 0
+    if settings.adaptive:
+      current = jnp.linalg.norm(gen_pool(jax.lax.stop_gradient(state.params), state.latents) - data_embedded, axis=-1)
+      found = found & staleness_update(current, state.threshold, state.stale, state.step == 0, settings)
     chosen = z_pool[jnp.maximum(idx, 0)] + settings.latent_noise * jax.random.normal(k_noise, (n, latent_dim))
     latents = jnp.where(found[:, None], chosen, state.latents)
+    threshold = jnp.where(found, settings.tau_decay * dist, state.threshold)
+    stale = jnp.where(found, 0, state.stale + 1)
 
     def inner(carry, k):
       params, opt_state = carry
@@ -81,9 +103,10 @@ def make_outer_step(generate: Callable, loss_fn: Callable, embed: Callable, tx: 
 
     (params, opt_state), losses = jax.lax.scan(inner, (state.params, state.opt_state),
                                                jax.random.split(k_batches, settings.inner_steps))
-    metrics = {"loss": losses.mean(), "rejected_fraction": rejected.mean(), "unmatched": jnp.sum(~found),
-               "selected_distance": jnp.mean(jnp.where(found, dist, 0.0))}
-    return ImleState(params=params, opt_state=opt_state, latents=latents, step=state.step + 1), metrics
+    metrics = {"loss": losses.mean(), "rejected_fraction": rejected.mean(), "reassigned": jnp.sum(found),
+               "unmatched": jnp.sum(idx < 0), "selected_distance": jnp.mean(jnp.where(idx >= 0, dist, 0.0))}
+    return ImleState(params=params, opt_state=opt_state, latents=latents, step=state.step + 1, threshold=threshold,
+                     stale=stale), metrics
 
   return jax.jit(step) if jit else step
 

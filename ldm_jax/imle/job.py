@@ -55,19 +55,35 @@ def feature_fn(cfg):
   return "random projection of pixels (64-d)", lambda x: ((x + 1.0) / 2.0).reshape(len(x), -1) @ proj
 
 
+def make_loss(feature_weight: float, critics_workdir: str):
+  """d(x, G(z)) per example: pixel MSE, plus `feature_weight` × the squared distance of the originality critic's
+  features (in place of the authors' LPIPS, whose weights are not available here) when the weight is > 0."""
+  mse = lambda x, y: jnp.mean((x - y) ** 2, axis=(1, 2))
+  if feature_weight <= 0:
+    return mse
+  if not critics_workdir:
+    raise ValueError("imle.feature_weight > 0 needs trained critics: set eval.critics_workdir")
+  from ldm_jax.train import critics
+  model, variables = critics.load(critics_workdir, "simclr")
+  size = ml_collections.ConfigDict(json.loads((pathlib.Path(critics_workdir) / "simclr" / "config.json")
+                                              .read_text())).data.image_size
+  features = critics.differentiable_features(model, variables, size)
+  to_unit = lambda x: (x + 1.0) / 2.0
+  return lambda x, y: mse(x, y) + feature_weight * jnp.mean((features(to_unit(x)) - features(to_unit(y))) ** 2, -1)
+
+
 @functools.lru_cache(maxsize=8)
 def _programs(generator_name: str, settings: algorithm.ImleSettings, optimizer: tuple, image_pixels: int,
-              projection_dim: int, projection_seed: int):
+              projection_dim: int, projection_seed: int, loss: tuple = (0.0, "")):
   """(model, tx, embed, jit(vmap(outer step)), jit(generate)) for one setting: built once per process, so repeated
-  or resumed runs in one process reuse the compiled programs."""
+  or resumed runs in one process reuse the compiled programs. `loss` = (feature weight, critics workdir)."""
   model = generator.build_generator(generator_name)
   lr, b1, b2, wd = optimizer
   tx = optax.adamw(lr, b1=b1, b2=b2, weight_decay=wd)
   projection = search.make_projection(jax.random.PRNGKey(projection_seed), image_pixels, projection_dim)
   embed = lambda x: search.project(x, projection)
   gen = lambda p, z: model.apply(p, z)
-  mse = lambda x, y: jnp.mean((x - y) ** 2, axis=(1, 2))
-  step = algorithm.make_outer_step(gen, mse, embed, tx, settings, model.latent_dim, jit=False)
+  step = algorithm.make_outer_step(gen, make_loss(*loss), embed, tx, settings, model.latent_dim, jit=False)
   vstep = jax.jit(jax.vmap(step, in_axes=(0, None, None, 0, 0)))      # every ε in one program
   return model, tx, jax.jit(embed), vstep, jax.jit(gen)
 
@@ -85,9 +101,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     raise ValueError(f"generator {ic.generator!r} draws {probe.shape[1]}px images; the data are "
                      f"{cfg.data.image_size}px")
   settings = algorithm.ImleSettings(pool_factor=ic.pool_factor, inner_steps=ic.inner_steps or max(n // ic.batch_size, 1),
-                                    batch_size=ic.batch_size, latent_noise=ic.latent_noise)
+                                    batch_size=ic.batch_size, latent_noise=ic.latent_noise, adaptive=ic.adaptive)
   model, tx, embed, vstep, gen = _programs(ic.generator, settings, (tc.lr, tc.b1, tc.b2, tc.weight_decay),
-                                           int(images[0].size), ic.projection_dim, cfg.seed + 1)
+                                           int(images[0].size), ic.projection_dim, cfg.seed + 1,
+                                           (ic.feature_weight, cfg.eval.critics_workdir))
   epsilons = jnp.asarray(ic.epsilons, jnp.float32)
   k = len(ic.epsilons)
 

@@ -16,7 +16,8 @@ def figure_eight(n: int = 20) -> np.ndarray:
   return np.stack([np.cos(t), np.sin(t) * np.cos(t)], 1).astype(np.float32)
 
 
-def train_toy(epsilon: float, iterations: int = 300, seed: int = 0, test_latents: int = 4000) -> dict:
+def train_toy(epsilon: float, iterations: int = 300, seed: int = 0, test_latents: int = 4000,
+              adaptive: bool = False) -> dict:
   """Trains on the figure 8 and measures, on fresh prior latents: the coverage gap (mean distance to the nearest
   latent trained on in the last 100 selections) and off-data (mean distance of their samples to the nearest data
   point). Returns the statistics, the per-iteration records and arrays for a figure."""
@@ -24,7 +25,7 @@ def train_toy(epsilon: float, iterations: int = 300, seed: int = 0, test_latents
   model = generator.ToyGenerator()
   params = model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 2)))
   tx = optax.adam(1e-3)
-  settings = algorithm.ImleSettings(epsilon=epsilon, pool_factor=10, inner_steps=20, batch_size=4)
+  settings = algorithm.ImleSettings(epsilon=epsilon, pool_factor=10, inner_steps=20, batch_size=4, adaptive=adaptive)
   gen = lambda p, z: model.apply(p, z)
   step = algorithm.make_outer_step(gen, lambda x, y: jnp.sum((x - y) ** 2, -1), lambda x: x, tx, settings, 2)
   state, records, selections = algorithm.fit(algorithm.init_state(params, tx, len(data), 2), step, data, data,

@@ -104,6 +104,19 @@ def embed_fn(model, head: bool, size: int):
   return embed
 
 
+def differentiable_features(model, variables, size: int):
+  """(images [N, H, W] floats in [0, 1]) → features [N, 256], differentiable: `critic_input` without the final
+  binarisation (whose gradient is zero), for feature-space training losses (e.g. IMLE's d in place of LPIPS)."""
+
+  def features(images):
+    x = jax.image.resize(images[..., None], (images.shape[0], size, size, 1), "bilinear")
+    lo = jnp.min(x, axis=(1, 2, 3), keepdims=True)
+    x = (x - lo) / jnp.maximum(jnp.max(x, axis=(1, 2, 3), keepdims=True) - lo, 1e-6)
+    return model.apply(variables, x, False)[0]
+
+  return features
+
+
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict:
   from ldm_jax.eval import scores
   out = pathlib.Path(workdir)
