@@ -224,7 +224,7 @@ def bivariate_transform(mu, sigma, rho, eps):
   return jnp.stack([dx, dy], -1)
 
 
-@functools.partial(jax.jit, static_argnums=0, static_argnames=("steps", "temperature"))
+@functools.partial(jax.jit, static_argnames=("model", "steps", "temperature"))
 def sample(model: SketchEmbedNet, variables, z: jax.Array, key: jax.Array, steps: int = 64,
            temperature: float = 0.1) -> jax.Array:
   """Sketches of codes z [B, D] as stroke-5 [B, steps + 1, 5] (start token first), one `lax.scan`; rows after the
