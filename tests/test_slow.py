@@ -50,7 +50,7 @@ def test_pixel_space_baseline_trains(tmp_path):
 
 
 def test_sketchembednet_short_cpu_training_beats_a_random_encoder(tmp_path):
-  """A short CPU SketchEmbedNet run on Lake's Omniglot strokes (~6 CPU minutes): pen, stroke and pixel losses all
+  """A short CPU SketchEmbedNet run on Lake's Omniglot strokes (~8 CPU minutes): pen, stroke and pixel losses all
   fall, and its embeddings beat the randomly initialised encoder on 20-way 1-shot Vinyals test episodes."""
   out = run_main("--config=configs/sketch.py:cpu", "--config.train.steps=300", "--config.eval.episodes=300",
                  "--config.eval.settings=((20,1),)", f"--workdir={tmp_path}", timeout=3600)
