@@ -121,8 +121,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     mine = [r for r in records if r["epsilon"] == epsilon]
     members_out.append({"method": method, "epsilon": epsilon, "loss_first": mine[0]["loss"],
                         "loss_last": mine[-1]["loss"], "rejected_fraction_last": mine[-1]["rejected_fraction"]})
-  write_grid(out / "samples.png", [ex_images / 255.0] + [sets[mm["method"]][:, 0] for mm in members_out],
-             ["exemplar"] + [mm["method"] for mm in members_out], title="one-shot IMLE in the RAE latent space")
+  shown = min(classes, 12)
+  rows = [ex_images[:shown] / 255.0]
+  labels = ["exemplar"]
+  for mm in members_out:
+    rows += [sets[mm["method"]][:shown, j] for j in range(min(3, ec.samples_per_class))]
+    labels += [mm["method"]] + [""] * (min(3, ec.samples_per_class) - 1)
+  write_grid(out / "samples.png", rows, labels, title="one-shot IMLE in the RAE latent space")
   summary = {"rae_workdir": ic.rae_workdir, "rae_member": ic.rae_member, "rae": members[ic.rae_member],
              "classes": classes, "samples_per_class": ec.samples_per_class, "members": members_out}
   if ec.critics_workdir:
