@@ -35,13 +35,14 @@ def small_setup(omniglot_test, regs=("prototype",), n=256, batch=32):
   return cfg, model, tx, init_fn, pipeline.to_device(d)
 
 
-def assert_trees_close(a, b, rel=1e-2):
+def assert_trees_close(a, b, rel=1e-2, atol=1e-3):
   """Equal up to float32 rounding: batched and single matmuls round differently, and 8 steps through BatchNorm
-  amplify that to ~1e-3 relative in small leaves (a different β or data stream gives O(1) differences)."""
+  amplify that to ~1e-3 relative, more in near-zero leaves (XLA builds differ: jaxlib 0.10.2's CPU matmuls left
+  4.6e-4 on a leaf of norm 0.027), hence the absolute floor; a different β or data stream gives O(1) differences."""
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     x, y = np.asarray(x), np.asarray(y)
     assert x.shape == y.shape
-    assert np.linalg.norm(x - y) <= rel * np.linalg.norm(y) + 1e-7, (np.linalg.norm(x - y), np.linalg.norm(y))
+    assert np.linalg.norm(x - y) <= rel * np.linalg.norm(y) + atol, (np.linalg.norm(x - y), np.linalg.norm(y))
 
 
 def test_vmapped_sweep_equals_separate_runs(omniglot_test):
@@ -177,6 +178,6 @@ def test_per_member_data_sweep_sharded_equals_members_trained_alone():
                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert out.returncode == 0, out.stderr[-3000:]
   r = json.loads(out.stdout.strip().splitlines()[-1])
-  assert r["max_rel_diff"] < 1e-3, r
-  assert r["member_gap"] > 1e-2, r                       # members saw different data
+  assert r["max_rel_diff"] < 5e-3, r                     # float32 rounding of batched vs single matmuls
+  assert r["member_gap"] > 100 * r["max_rel_diff"], r    # members saw different data
   np.testing.assert_allclose(r["loss"], r["loss_seq"], rtol=1e-3)
