@@ -83,6 +83,16 @@ class Checkpointer:
     restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"], epoch
 
+  def restore_or_start(self, state, resume: bool):
+    """(state, first step): the fresh `state` and 0 in an empty workdir; the latest checkpoint (placed like
+    `state`) with --resume; refuses to overwrite existing checkpoints otherwise."""
+    if self.latest_epoch() is None:
+      return state, 0
+    if not resume:
+      raise ExistingRunError(f"{self.directory.parent} already holds checkpoints: pass --resume or choose another "
+                             "--workdir")
+    return self.restore(abstract_like(state))
+
   def wait(self) -> None:
     self.manager.wait_until_finished()
 

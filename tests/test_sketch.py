@@ -145,6 +145,13 @@ def test_teacher_forced_step_is_finite_and_the_pixel_loss_reaches_the_encoder(om
       assert np.all(d[end[0]:, 4] == 1)
 
 
+def test_latent_interpolation_and_arithmetic_known_values():
+  from ldm_jax.sketch import latent
+  a, b = jnp.array([0.0, 2.0]), jnp.array([4.0, -2.0])
+  np.testing.assert_allclose(latent.interpolate(a, b, 5), [[0, 2], [1, 1], [2, 0], [3, -1], [4, -2]])
+  np.testing.assert_allclose(latent.analogy(a, b, jnp.array([1.0, 1.0])), [-3.0, 5.0])
+
+
 def test_logistic_head_solves_sklearns_objective():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(20, 8)).astype(np.float32)
@@ -186,7 +193,7 @@ def test_sketch_job_end_to_end_and_resume_gives_the_same_result(tmp_path):
     for way, shot in cfg.eval.settings:
       mean, ci = summary["few_shot"][name][f"{way}way{shot}shot"]
       assert 1.0 / way < mean <= 1.0 and 0 < ci < 0.1       # even a random conv4 beats chance on Omniglot
-  for f in ("one_shot.png", "interpolation.png", "summary.json", "one_shot.npz"):
+  for f in ("one_shot.png", "interpolation.png", "arithmetic.png", "summary.json", "one_shot.npz"):
     assert (tmp_path / "full" / f).exists()
   shots = np.load(tmp_path / "full" / "one_shot.npz")
   assert shots["samples"].shape == (4, 2, 28, 28) and shots["exemplars"].shape == (4, 28, 28)

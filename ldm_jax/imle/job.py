@@ -88,6 +88,29 @@ def _programs(generator_name: str, settings: algorithm.ImleSettings, optimizer: 
   return model, tx, jax.jit(embed), vstep, jax.jit(gen)
 
 
+def fit_members(vstep, states, data: tuple, epsilons, iterations: range, ckpt: checkpoint.Checkpointer,
+                checkpoint_every: int, metrics_path: pathlib.Path, base_key: jax.Array):
+  """The host loop of a vmapped ε sweep (IMLE and RS-IMLE as members): one program call per outer iteration with
+  keys fixed by (iteration, member), so a resumed run repeats an uninterrupted one; a metrics line per member,
+  a checkpoint every `checkpoint_every` iterations and at the last, a stop on a non-finite loss."""
+  eps = jnp.asarray(epsilons, jnp.float32)
+  members = jnp.arange(len(epsilons))
+  with open(metrics_path, "a") as f:
+    for it in iterations:
+      keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
+      states, metrics = vstep(states, *data, keys, eps)
+      metrics = jax.device_get(metrics)
+      if not np.all(np.isfinite(metrics["loss"])):
+        raise FloatingPointError(f"non-finite IMLE loss at iteration {it + 1}: {metrics['loss']}")
+      for m, epsilon in enumerate(epsilons):
+        f.write(json.dumps({"iteration": it + 1, "epsilon": epsilon,
+                            **{name: float(v[m]) for name, v in metrics.items()}}) + "\n")
+      if (it + 1) % checkpoint_every == 0 or it + 1 == iterations.stop:
+        ckpt.save(it + 1, states)
+  ckpt.wait()
+  return states
+
+
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict:
   out = pathlib.Path(workdir)
   out.mkdir(parents=True, exist_ok=True)
@@ -105,33 +128,17 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   model, tx, embed, vstep, gen = _programs(ic.generator, settings, (tc.lr, tc.b1, tc.b2, tc.weight_decay),
                                            int(images[0].size), ic.projection_dim, cfg.seed + 1,
                                            (ic.feature_weight, cfg.eval.critics_workdir))
-  epsilons = jnp.asarray(ic.epsilons, jnp.float32)
   k = len(ic.epsilons)
 
   keys = jax.random.split(jax.random.PRNGKey(cfg.seed), k)
   init = lambda key: algorithm.init_state(model.init(key, jnp.zeros((1, model.latent_dim))), tx, n, model.latent_dim)
   states = jax.jit(jax.vmap(init))(keys)
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  start = 0
-  if ckpt.latest_epoch() is not None:
-    if not resume:
-      raise checkpoint.ExistingRunError(f"{out} already holds checkpoints: pass --resume or choose another --workdir")
-    states, start = ckpt.restore(checkpoint.abstract_like(states))
+  states, start = ckpt.restore_or_start(states, resume)
   x = jnp.asarray(images)
   x_emb = embed(x)
-  base = jax.random.PRNGKey(cfg.seed + 2)
-  with open(out / "metrics.jsonl", "a") as f:
-    for it in range(start, tc.iterations):
-      member_keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base, it), m))(jnp.arange(k))
-      states, metrics = vstep(states, x, x_emb, member_keys, epsilons)
-      if not np.all(np.isfinite(np.asarray(metrics["loss"]))):
-        raise FloatingPointError(f"non-finite IMLE loss at iteration {it}: {np.asarray(metrics['loss'])}")
-      for m, eps in enumerate(ic.epsilons):
-        f.write(json.dumps({"iteration": it + 1, "epsilon": eps,
-                            **{name: float(v[m]) for name, v in metrics.items()}}) + "\n")
-      if (it + 1) % tc.checkpoint_every_iterations == 0 or it + 1 == tc.iterations:
-        ckpt.save(it + 1, states)
-  ckpt.wait()
+  states = fit_members(vstep, states, (x, x_emb), ic.epsilons, range(start, tc.iterations), ckpt,
+                       tc.checkpoint_every_iterations, out / "metrics.jsonl", jax.random.PRNGKey(cfg.seed + 2))
 
   space, features = feature_fn(cfg)
   real = features(images)

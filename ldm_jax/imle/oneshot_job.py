@@ -21,6 +21,7 @@ from ldm_jax.data import pipeline
 from ldm_jax.eval import scores
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, conditional
+from ldm_jax.imle.job import fit_members
 from ldm_jax.models.rae import RAE
 from ldm_jax.train import rae as rae_job
 
@@ -84,25 +85,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
 
   states = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(cfg.seed), k))
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  start = 0
-  if ckpt.latest_epoch() is not None:
-    if not resume:
-      raise checkpoint.ExistingRunError(f"{out} already holds checkpoints: pass --resume or choose another --workdir")
-    states, start = ckpt.restore(checkpoint.abstract_like(states))
-  x, e, eps = jnp.asarray(data), jnp.asarray(exemplars), jnp.asarray(ic.epsilons, jnp.float32)
-  base = jax.random.PRNGKey(cfg.seed + 1)
-  with open(out / "metrics.jsonl", "a") as f:
-    for it in range(start, tc.iterations):
-      keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base, it), m))(jnp.arange(k))
-      states, metrics = vstep(states, x, e, keys, eps)
-      if not np.all(np.isfinite(np.asarray(metrics["loss"]))):
-        raise FloatingPointError(f"non-finite one-shot IMLE loss at iteration {it}")
-      for m, epsilon in enumerate(ic.epsilons):
-        f.write(json.dumps({"iteration": it + 1, "epsilon": epsilon,
-                            **{name: float(v[m]) for name, v in metrics.items()}}) + "\n")
-      if (it + 1) % tc.checkpoint_every_iterations == 0 or it + 1 == tc.iterations:
-        ckpt.save(it + 1, states)
-  ckpt.wait()
+  states, start = ckpt.restore_or_start(states, resume)
+  states = fit_members(vstep, states, (jnp.asarray(data), jnp.asarray(exemplars)), ic.epsilons,
+                       range(start, tc.iterations), ckpt, tc.checkpoint_every_iterations, out / "metrics.jsonl",
+                       jax.random.PRNGKey(cfg.seed + 1))
 
   test = rae_job.load_split(rae_cfg, rae_cfg.data.eval_split)
   classes = min(ec.classes, len(test["exemplar_index"]))

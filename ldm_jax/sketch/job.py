@@ -143,6 +143,17 @@ def interpolation_rows(model, variables, exemplars: np.ndarray, ec, key) -> list
   return rows
 
 
+def arithmetic_rows(model, variables, exemplars: np.ndarray, ec, key) -> list[np.ndarray]:
+  """Rows [a, b, c, drawing of z_a − z_b + z_c] for consecutive triples of exemplars."""
+  z = _encode_mean(model, variables, jnp.asarray((exemplars * 255).astype(np.uint8)))
+  rows = []
+  for i in range(0, len(z) - 2, 3):
+    code = latent.analogy(z[i], z[i + 1], z[i + 2])[None]
+    drawn = np.asarray(latent.draw(model, variables, code, key, exemplars.shape[-1], ec.max_steps, 0.0))
+    rows.append(np.concatenate([exemplars[i:i + 3], drawn]))
+  return rows
+
+
 def _mean(records, key, first: bool, window: int) -> float:
   vals = [r[key] for r in records]
   return float(np.mean(vals[:window] if first else vals[-window:]))
@@ -168,11 +179,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False):
   state = init(jax.random.PRNGKey(cfg.seed), images[:2], strokes[:2])
   random_variables = jax.tree.map(jnp.copy, {"params": state["params"], "batch_stats": state["batch_stats"]})
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  start = 0
-  if ckpt.latest_epoch() is not None:
-    if not resume:
-      raise checkpoint.ExistingRunError(f"{out} already holds checkpoints: pass --resume or choose another --workdir")
-    state, start = ckpt.restore(checkpoint.abstract_like(state))
+  state, start = ckpt.restore_or_start(state, resume)
   base = jax.random.PRNGKey(cfg.seed + 1)
   with open(out / "metrics.jsonl", "a") as f:
     for step in range(start, tc.steps):
@@ -228,5 +235,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     summary["one_shot_scores"] = judge_one_shot(ec.critics_workdir, exemplars, samples, humans, cfg.seed)
   rows = interpolation_rows(model, variables, exemplars, ec, jax.random.PRNGKey(cfg.seed + 3))
   write_grid(out / "interpolation.png", rows, title="linear interpolation between pairs of exemplar codes")
+  write_grid(out / "arithmetic.png", arithmetic_rows(model, variables, exemplars, ec, jax.random.PRNGKey(cfg.seed + 4)),
+             title="a, b, c, and the drawing of z_a − z_b + z_c")
   (out / "summary.json").write_text(json.dumps(summary, indent=1))
   return summary
