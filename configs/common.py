@@ -79,6 +79,7 @@ def rae_train_config(epochs: int = 300) -> ml_collections.ConfigDict:
       "checkpoint_every_epochs": 10,
       "keep_checkpoints": 2,
       "sweep_mode": "auto",          # 'auto' | 'vmap' | 'map' | 'sequential' (experiments/BENCHMARKS.md)
+      "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)
   })
 
 
@@ -108,6 +109,7 @@ def ldm_train_config(epochs: int = 1000) -> ml_collections.ConfigDict:
       "checkpoint_every_epochs": 50,
       "keep_checkpoints": 2,
       "sweep_mode": "auto",
+      "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)
   })
 
 

@@ -4,7 +4,7 @@
         --config.ldm.rae_workdir=runs/rae_proto          # one diffusion model per RAE of the sweep
     python -m ldm_jax.main --config=configs/ldm.py:omniglot,space=pixel --workdir=runs/pixel
 
-Arg: a dataset (`omniglot`, `quickdraw_fs`), `unet=paper|small`, `space=latent|pixel`, `tiny` for a smoke run.
+Arg: a dataset (`omniglot`, `quickdraw`), `unet=paper|small`, `space=latent|pixel`, `tiny` for a smoke run.
 """
 
 import ml_collections

@@ -4,7 +4,7 @@
     python -m ldm_jax.main --config=configs/rae.py:omniglot --workdir=runs/rae_kl \
         --config.rae.regularizers='("kl",)' --config.sweep.regularizer=kl --config.sweep.betas='(1e-4,1e-3,1e-2)'
 
-Arg: a dataset (`omniglot`, `quickdraw_fs`), `tiny` for a seconds-long smoke run (tests), `reg=<regularizer>` to
+Arg: a dataset (`omniglot`, `quickdraw` (QuickDraw-FS settings: d = 128, 200 epochs, no lr decay)), `tiny` for a seconds-long smoke run (tests), `reg=<regularizer>` to
 sweep one regularizer over the paper's A.5 range.
 """
 
@@ -25,7 +25,7 @@ PAPER_BETAS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, dataset="omniglot", tiny=False, reg="prototype")
-  qd = a.dataset == "quickdraw_fs"
+  qd = a.dataset == "quickdraw"
   c = ml_collections.ConfigDict()
   c.job = "rae"
   c.seed = 0

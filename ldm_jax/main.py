@@ -1,7 +1,9 @@
 """The one entry point: `python -m ldm_jax.main --config=configs/<job>.py[:arg] --workdir=DIR [--resume]`.
 
 Config values are overridden with `--config.<key>=<value>`; the config is locked, so an unknown key or a value of
-the wrong type stops the run before anything starts.
+the wrong type stops the run before anything starts. On a cluster, start the same command once per host (or GPU):
+`ldm_jax.distributed` reads the coordinator from the environment (JAX_COORDINATOR_ADDRESS/JAX_NUM_PROCESSES/
+JAX_PROCESS_ID, SLURM, Open MPI, TPU VMs).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
   logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes through absl
-  from ldm_jax import checkpoint
+  from ldm_jax import checkpoint, distributed
+  distributed.initialize()  # a no-op unless the environment names a cluster (multi-host runs)
   from ldm_jax.data import DataError
   try:
     train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)

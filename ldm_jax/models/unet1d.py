@@ -109,7 +109,7 @@ class UNet1D(nn.Module):
   def __call__(self, z_t, cond, t):
     widths = [self.dim] + [self.dim // m for m in self.dim_mults]
     levels = list(zip(widths[:-1], widths[1:]))
-    t_emb = sinusoidal_embedding(t, self.time_dim)
+    t_emb = sinusoidal_embedding(t, self.time_dim).astype(z_t.dtype)  # keeps a bf16 forward pass in bf16
     t_emb = nn.Dense(self.time_dim, name="time_in")(t_emb)
     t_emb = nn.Dense(self.time_dim, name="time_out")(nn.gelu(t_emb, approximate=False))
 

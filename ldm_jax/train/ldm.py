@@ -9,6 +9,7 @@ i's latents (a leading member axis on the data). Pixel space (the baseline): one
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pathlib
@@ -24,7 +25,7 @@ from ldm_jax import diffusion, ldm as ldm_lib
 from ldm_jax.data import pipeline
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.eval.oneshot import exemplar_fidelity
-from ldm_jax.train import loop, rae as rae_job
+from ldm_jax.train import loop, precision, rae as rae_job
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,17 @@ def make_optimizer(cfg: ml_collections.ConfigDict, steps_per_epoch: int) -> opta
   return optax.adamw(lr, b1=0.9, b2=0.999, eps=tc.adam_eps, weight_decay=tc.weight_decay)
 
 
+def _mixed_eps(eps_fn, dtype, params, x_t, cond, t):
+  cast = lambda a: precision.cast_floating(a, dtype)
+  return eps_fn(cast(params), cast(x_t), cast(cond), t).astype(jnp.float32)
+
+
 def make_loss_fn(denoiser, cfg: ml_collections.ConfigDict, space: str):
   schedule = diffusion.schedule_from_config(cfg.diffusion)
   eps_fn = ldm_lib.denoiser_eps_fn(denoiser)
+  dtype = precision.compute_dtype(cfg.train.get("compute_dtype", "float32"))
+  if dtype != jnp.float32:  # the network in the compute dtype; noising and the MSE in float32
+    eps_fn = functools.partial(_mixed_eps, eps_fn, dtype)
 
   def loss_fn(params, batch_stats, hparams, batch, rng):
     del hparams

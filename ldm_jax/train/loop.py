@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ldm_jax import checkpoint, sharding
+from ldm_jax import checkpoint, distributed, sharding
 from ldm_jax.data import pipeline
 from ldm_jax.train import sweep
 
@@ -29,12 +29,15 @@ class MetricsWriter:
 
   def __init__(self, path: pathlib.Path, truncate_after_epoch: int | None = None):
     self.path = path
-    if truncate_after_epoch is not None and path.exists():  # drop lines a killed run wrote after its checkpoint
+    self.enabled = distributed.is_primary()  # one writer in a multi-host run
+    if self.enabled and truncate_after_epoch is not None and path.exists():  # drop lines a killed run wrote after its checkpoint
       keep = [line for line in path.read_text().splitlines()
               if line.strip() and json.loads(line).get("epoch", 0) <= truncate_after_epoch]
       path.write_text("".join(line + "\n" for line in keep))
 
   def write(self, record: dict[str, Any]) -> None:
+    if not self.enabled:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
 
@@ -49,6 +52,10 @@ def read_metrics(workdir: str | pathlib.Path, member: int | None = None) -> list
 def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Callable, tx, hparams, members: list[dict],
         data, resume: bool = False, desc: str = "train", member_data: bool = False, meta: dict | None = None):
   """Trains the stacked sweep for `config.train.epochs` epochs; returns (states, mesh).
+
+  Multi-host (after `distributed.initialize`): every process runs this with the same arguments; the mesh spans all
+  devices, each process holds its members' shards, process 0 writes the metrics, orbax writes each shard once, and
+  the returned states are gathered to every process (numpy) for the evaluation that follows.
 
   `data`: a `DeviceSplit` or `LatentSplit` shared by all members, or with `member_data` one per member (leading
   axis). `meta`: extra JSON saved with every checkpoint (e.g. each member's latent scaling).
@@ -73,8 +80,10 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
           f"that run, or choose another --workdir")
     states, start = ckpt.restore(checkpoint.abstract_like(states))
     log.info("resumed from epoch %d", start)
-  (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
-  (workdir / "members.json").write_text(json.dumps(members, indent=1))
+  distributed.write_text(workdir / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
+  distributed.write_text(workdir / "members.json", json.dumps(members, indent=1))
+  if jax.process_count() > 1:  # host copies: each process places the same arrays on its share of the global mesh
+    hparams, data = jax.device_get((hparams, data))
   hparams = sharding.shard_members(hparams, mesh)
   data = jax.device_put(data, sharding.member_sharding(mesh) if member_data else sharding.replicated(mesh))
   mode = sweep.resolve_sweep_mode(tc.sweep_mode)
@@ -107,6 +116,8 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
                                f"in {ckpt.directory} holds the last finite parameters")
   ckpt.wait()
   ckpt.close()
+  if jax.process_count() > 1:
+    states = distributed.to_host(states)
   return states, mesh
 
 

@@ -17,11 +17,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import augment, data as data_lib, regularizers as R
+from ldm_jax import augment, data as data_lib, distributed, regularizers as R
 from ldm_jax.data import pipeline
 from ldm_jax.eval.oneshot import nearest_exemplar_accuracy
 from ldm_jax.models.rae import RAE, REGULARIZERS
-from ldm_jax.train import loop, sweep
+from ldm_jax.train import loop, precision, sweep
 
 log = logging.getLogger(__name__)
 CONTRASTIVE = ("simclr", "barlow")
@@ -57,8 +57,9 @@ def sweep_members(cfg: ml_collections.ConfigDict) -> tuple[list[dict[str, Any]],
 
 
 def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams):
-  """One training forward pass; returns the reconstruction target, the reconstruction and each active loss."""
-  b = x.shape[0]
+  """One training forward pass in x's dtype (the compute dtype); returns the reconstruction and each active loss,
+  both in float32 (loss terms are reduced in f32 whatever the compute dtype)."""
+  b, f32 = x.shape[0], lambda a: a.astype(jnp.float32)
   k_a, k_b, k_kl = jax.random.split(rng, 3)
   contrastive = any(r in regs for r in CONTRASTIVE)
   # Algo. 3/4: with a contrastive regularizer the decoder sees view A and reconstructs x.
@@ -66,24 +67,26 @@ def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.Augm
   if "prototype" in regs:
     views.append(exemplar)
   mean, logvar = module.encode(jnp.concatenate(views), True)   # one pass: every view shares BN statistics
+  mean = f32(mean)
+  logvar = f32(logvar) if logvar is not None else None
   z = R.reparameterize(k_kl, mean, logvar) if "kl" in regs else mean
   losses = {}
   if "kl" in regs:
     losses["kl"] = R.kl_loss(mean, logvar)
   if "vq" in regs:
-    z, losses["vq"], _ = R.vq_quantize(z, module.get_codebook(), cfg.rae.vq_codebook_weight)
-  z_main = z[:b]
-  x_hat = module.decode(z_main, True)
+    z, losses["vq"], _ = R.vq_quantize(z, f32(module.get_codebook()), cfg.rae.vq_codebook_weight)
+  z_main, zc = z[:b], z.astype(x.dtype)
+  x_hat = f32(module.decode(zc[:b], True))
   if "classification" in regs:
-    losses["classification"] = R.classification_loss(module.classify(z_main), labels)
+    losses["classification"] = R.classification_loss(f32(module.classify(zc[:b])), labels)
   if "prototype" in regs:
-    p = module.project_prototype(jnp.concatenate([z_main, z[-b:]]), True)
+    p = f32(module.project_prototype(jnp.concatenate([zc[:b], zc[-b:]]), True))
     losses["prototype"] = R.prototype_loss(p[:b], p[b:])
   if "simclr" in regs:
-    h = module.project_simclr(z[:2 * b])
+    h = f32(module.project_simclr(zc[:2 * b]))
     losses["simclr"] = R.nt_xent_loss(h[:b], h[b:], cfg.rae.simclr_temperature)
   if "barlow" in regs:
-    h = module.project_barlow(z[:2 * b], True)
+    h = f32(module.project_barlow(zc[:2 * b], True))
     losses["barlow"] = R.barlow_loss(h[:b], h[b:], cfg.rae.barlow_lambda)
   return x_hat, losses
 
@@ -91,12 +94,14 @@ def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.Augm
 def make_loss_fn(model: RAE, cfg: ml_collections.ConfigDict):
   regs = tuple(model.regularizers)
   aug = augment.AugmentParams(**cfg.augment.to_dict())
+  dtype = precision.compute_dtype(cfg.train.get("compute_dtype", "float32"))
 
   def loss_fn(params, batch_stats, hparams, batch, rng):
     x = batch["image"]
     (x_hat, losses), updates = model.apply(
-        {"params": params, "batch_stats": batch_stats}, x, batch["exemplar"], batch["label"], rng, regs, cfg, aug,
-        method=_forward, mutable=["batch_stats"])
+        {"params": precision.cast_floating(params, dtype), "batch_stats": batch_stats}, x.astype(dtype),
+        batch["exemplar"].astype(dtype), batch["label"], rng, regs, cfg, aug, method=_forward,
+        mutable=["batch_stats"])
     recon = R.reconstruction_loss(x, x_hat)
     reg = sum(hparams["beta"][REGULARIZERS.index(r)] * l for r, l in losses.items())
     total = recon + reg
@@ -188,7 +193,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   tx = make_optimizer(cfg, spe)
   init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
   pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
-  pathlib.Path(workdir, "run.json").write_text(json.dumps({"num_classes": num_classes, "steps_per_epoch": spe}))
+  distributed.write_text(pathlib.Path(workdir, "run.json"),
+                         json.dumps({"num_classes": num_classes, "steps_per_epoch": spe}))
   states, _ = loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg), tx=tx,
                        hparams={"beta": jnp.asarray(betas)}, members=members, data=pipeline.to_device(train),
                        resume=resume, desc="rae")
@@ -198,7 +204,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                           "nonfinite_steps": int(jax.device_get(states.nonfinite_steps[i]))}
                          for i, (m, a) in enumerate(zip(members, accs))],
              "n_way": cfg.eval.n_way, "episodes": cfg.eval.episodes, "eval_split": cfg.data.eval_split}
-  pathlib.Path(workdir, "summary.json").write_text(json.dumps(summary, indent=1))
+  distributed.write_text(pathlib.Path(workdir, "summary.json"), json.dumps(summary, indent=1))
   for m in summary["members"]:
     log.info("%s: %d-way 1-shot nearest-exemplar accuracy %.3f, recon %.2f", m["name"], cfg.eval.n_way,
              m["oneshot_accuracy"], m["recon"] or float("nan"))

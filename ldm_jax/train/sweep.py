@@ -147,7 +147,8 @@ def make_epoch_fn(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None = None
   if mesh is None:
     return jax.jit(fn, donate_argnums=0)
   member, rep = sharding.member_sharding(mesh), sharding.replicated(mesh)
-  return jax.jit(fn, in_shardings=(member, member, member if member_data else rep), out_shardings=(member, member),
+  # Metrics come back replicated (a few floats per member): every process of a multi-host run can read them.
+  return jax.jit(fn, in_shardings=(member, member, member if member_data else rep), out_shardings=(member, rep),
                  donate_argnums=0)
 
 

@@ -1,0 +1,110 @@
+"""Mixed precision (`train.compute_dtype='bfloat16'`) vs float32, side by side: the RAE sweep epoch and the latent
+DDPM's training epoch on real Omniglot, with XLA's FLOP count of each compiled epoch and the achieved FLOP/s (as a
+fraction of the chip's dense peak where it is known).
+
+    python experiments/bench_precision.py [--quick] [--unet paper|small]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from configs import ldm as ldm_config, rae as rae_config
+from experiments.benchlib import emit, seconds_per_call
+from ldm_jax import ldm as ldm_lib
+from ldm_jax.data import pipeline
+from ldm_jax.train import ldm as ldm_job, rae, sweep
+
+# Dense peak TFLOP/s (bf16, f32 without TF32) from the vendors' data sheets (SXM parts).
+PEAK_TFLOPS = {"H100": {"bfloat16": 989.0, "float32": 67.0}, "H200": {"bfloat16": 989.0, "float32": 67.0}}
+
+
+def peak(dtype: str) -> float | None:
+  kind = jax.devices()[0].device_kind
+  return next((p[dtype] for name, p in PEAK_TFLOPS.items() if name in kind), None)
+
+
+def timed_epoch(fn, states, hparams, data, repeats):
+  """(seconds per epoch, FLOPs per epoch from XLA's cost analysis)."""
+  cost = jax.jit(fn).lower(states, hparams, data).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  holder = {"s": states}
+
+  def run():
+    holder["s"], m = fn(holder["s"], hparams, data)
+    return m
+
+  return seconds_per_call(run, repeats=repeats), float((cost or {}).get("flops", 0.0))
+
+
+def rae_epoch(dtype, train, k, batch):
+  cfg = rae_config.get_config("omniglot")
+  cfg.train.compute_dtype, cfg.train.batch_size = dtype, batch
+  model = rae.build_model(cfg, int(train["labels"].max()) + 1)
+  tx = rae.make_optimizer(cfg, 1)
+  init_fn = lambda key: model.init(key, jnp.zeros((2, 48, 48, 1)), False)
+  fn = sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, batch, None, "vmap")
+  return fn, sweep.init_sweep(init_fn, tx, sweep.member_keys(0, k)), {"beta": jnp.ones((k, 6))}, \
+      pipeline.to_device(train)
+
+
+def ldm_epoch(dtype, train, k, batch, unet):
+  cfg = ldm_config.get_config(f"omniglot,unet={unet}")
+  cfg.train.compute_dtype, cfg.train.batch_size = dtype, batch
+  d = 64
+  denoiser = ldm_lib.build_denoiser("latent", unet, d, "auto")
+  tx = ldm_job.make_optimizer(cfg, 1)
+  x = jnp.zeros((2, d))
+  init_fn = lambda key: denoiser.init(key, x, x, jnp.zeros((2,), jnp.int32))
+  # Latents: the training drawings average-pooled to 8×8 and standardised (the step's cost is value-independent).
+  imgs = np.asarray(train["images"], np.float32).reshape(-1, 8, 6, 8, 6).mean((2, 4)).reshape(-1, d)
+  z = (imgs - imgs.mean()) / imgs.std()
+  tile = lambda a: jnp.tile(jnp.asarray(a)[None], (k,) + (1,) * np.ndim(a))
+  data = pipeline.LatentSplit(latents=tile(z), labels=tile(train["labels"]), exemplar_index=tile(train["exemplar_index"]))
+  fn = sweep.make_epoch_fn(ldm_job.make_loss_fn(denoiser, cfg, "latent"), tx, batch, None, "vmap", member_data=True)
+  return fn, sweep.init_sweep(init_fn, tx, sweep.member_keys(0, k)), {"member": jnp.arange(k)}, data
+
+
+def compare(name, build, unit_per_epoch, repeats, **extra):
+  out = {}
+  for dtype in ("float32", "bfloat16"):
+    fn, states, hparams, data = build(dtype)
+    seconds, flops = timed_epoch(fn, states, hparams, data, repeats)
+    out[dtype] = (unit_per_epoch / seconds, flops / seconds / 1e12)
+  fields = {f"tflops_{d}": round(v[1], 4) for d, v in out.items()}
+  for d, v in out.items():
+    if peak(d):
+      fields[f"peak_fraction_{d}"] = round(v[1] / peak(d), 4)
+  emit(name, "float32 compute", "bfloat16 compute (f32 params/Adam)", "images/s", out["float32"][0],
+       out["bfloat16"][0], **fields, **extra)
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("--quick", action="store_true")
+  p.add_argument("--unet", default=None, help="UNet config (default: small with --quick on CPU, else paper)")
+  args = p.parse_args()
+  cpu = jax.default_backend() == "cpu"
+  n = 640 if args.quick else (2560 if cpu else 29460)
+  cfg = rae_config.get_config("omniglot")
+  train = rae.load_split(cfg, "paper_train", n)
+  batch, k = (32, 2) if args.quick else (128, 4)
+  repeats = 1 if args.quick else 3
+  spe = pipeline.steps_per_epoch(len(train["labels"]), batch)
+  compare(f"rae_sweep_K{k}_bf16", lambda d: rae_epoch(d, train, k, batch), spe * batch * k, repeats, members=k,
+          batch=batch)
+  unet = args.unet or ("small" if args.quick and cpu else "paper")
+  compare(f"ldm_{unet}_K{k}_bf16", lambda d: ldm_epoch(d, train, k, batch, unet), spe * batch * k, repeats,
+          members=k, batch=batch)
+
+
+if __name__ == "__main__":
+  main()

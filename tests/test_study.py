@@ -1,0 +1,132 @@
+"""The paper's studies as launchable grids: coverage of the paper, host split, resume decisions, dry run."""
+
+import io
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO
+from configs import rae as rae_config
+from experiments import study_combinations, study_figures, study_ldm, study_rae_sweeps
+from ldm_jax import study
+from ldm_jax.models.rae import REGULARIZERS
+
+ROOT = pathlib.Path("/study")
+
+
+def _paper_grid():
+  raes = study_rae_sweeps.rae_runs(["omniglot", "quickdraw"], REGULARIZERS, tiny=False)
+  combos = study_combinations.combination_runs(["quickdraw"], study_combinations.PARTNERS, tiny=False)
+  ldms = study_ldm.ldm_runs(raes + combos, ROOT, "paper", tiny=False)
+  return raes, combos, ldms, study_figures.eval_runs(ldms, ROOT, tiny=False)
+
+
+def test_grids_cover_the_papers_studies():
+  raes, combos, ldms, evals = _paper_grid()
+  # A.5: every β of every regularizer on both datasets, one sweep each, plus the non-regularized RAE.
+  per_dataset = 1 + sum(len(b) for b in rae_config.PAPER_BETAS.values())
+  assert sum(r.members for r in raes) == 2 * per_dataset == 2 * 92
+  assert {r.name for r in raes} >= {"omniglot/rae_kl", "quickdraw/rae_barlow", "omniglot/rae_none"}
+  # Fig. 4: the prototype sweep with each partner fixed at the caption's β.
+  kl = next(r for r in combos if r.name == "quickdraw/rae_prototype+kl")
+  assert dict(kl.overrides)["rae.beta.kl"] == "0.001" and kl.members == len(rae_config.PAPER_BETAS["prototype"])
+  cfg = study.load_config(kl)
+  assert tuple(cfg.rae.regularizers) == ("prototype", "kl") and cfg.rae.beta.kl == 1e-3
+  assert len(cfg.sweep.betas) == 24 and cfg.sweep.regularizer == "prototype"
+  # One diffusion model per RAE, trained on (and requiring) its sweep; ~600 models as in the paper.
+  assert [l.requires for l in ldms] == [(r.name,) for r in raes + combos]
+  assert sum(l.members for l in ldms) == sum(r.members for r in raes + combos) == 184 + 4 * 24
+  ev = next(r for r in evals if r.name == "quickdraw/eval")
+  assert set(ev.requires) == {"quickdraw/critics"} | {l.name for l in ldms if l.name.startswith("quickdraw/")}
+  assert study.load_config(ev).importance.enabled and not study.load_config(evals[1]).importance.enabled
+
+
+def test_load_config_types_overrides_and_refuses_unknown_keys():
+  run = study.Run("x", "configs/rae.py:omniglot,reg=kl", (("sweep.betas", "(1, 2)"), ("train.lr", "1"),
+                                                          ("data.data_dir", "123")))
+  cfg = study.load_config(run, extra=(("train.epochs", "7"),))
+  assert cfg.sweep.betas == (1, 2) and cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+  assert cfg.data.data_dir == "123" and cfg.train.epochs == 7
+  with pytest.raises(KeyError, match="train.lrr"):
+    study.load_config(study.Run("x", "configs/rae.py", (("train.lrr", "1"),)))
+
+
+def test_hosts_split_every_run_exactly_once():
+  runs = _paper_grid()[0]
+  shares = [study.owned(runs, 3, h) for h in range(3)]
+  assert sorted(r.name for s in shares for r in s) == sorted(r.name for r in runs)
+  assert max(map(len, shares)) - min(map(len, shares)) <= 1
+  with pytest.raises(ValueError, match="--host 3"):
+    study.owned(runs, 3, 3)
+
+
+def test_state_and_command_resume_an_interrupted_run(tmp_path):
+  run = study.Run("omniglot/rae_kl", "configs/rae.py:omniglot,reg=kl", (("train.epochs", "3"),))
+  assert study.state(tmp_path, run) == "new" and "--resume" not in study.command(tmp_path, run)
+  (tmp_path / run.name / "checkpoints" / "2").mkdir(parents=True)
+  (tmp_path / run.name / "checkpoints" / "10").mkdir()
+  assert study.state(tmp_path, run) == "checkpoint 10"
+  cmd = study.command(tmp_path, run, extra=(("train.lr", "0.1"),))
+  assert cmd[-1] == "--resume" and "--config.train.epochs=3" in cmd and "--config.train.lr=0.1" in cmd
+  (tmp_path / run.name / "summary.json").write_text("{}")
+  assert study.state(tmp_path, run) == "done"
+  ldm = study.Run("omniglot/ldm_kl", "configs/ldm.py:omniglot", requires=("omniglot/rae_none",))
+  with pytest.raises(RuntimeError, match="rae_none"):
+    study.execute(tmp_path, [ldm])
+
+
+@pytest.mark.real_data
+def test_dry_run_prints_the_grid_and_device_hours_from_a_measured_step(tmp_path):
+  raes, _, ldms, evals = _paper_grid()
+  out = io.StringIO()
+  rows = study.dry_run(tmp_path, raes + evals[:2], step_seconds=0.05, out=out)
+  lines = [json.loads(l) for l in out.getvalue().splitlines()]
+  assert lines[:-1] == rows and len(rows) == len(raes) + 2
+  kl = next(r for r in rows if r["run"] == "omniglot/rae_kl")
+  assert kl["steps"] == 300 * (29460 // 128)  # 300 epochs of the 29,460 paper-train drawings, batches of 128
+  assert kl["device_hours"] == pytest.approx(0.05 * 11 * kl["steps"] / 3600)
+  total = lines[-1]
+  assert total["models"] == 184 + 2 + 92 and total["not_estimated"] == ["critics", "evaluate"]
+  # Measured: the tiny sweep's real step, compiled and timed on this host.
+  probe = study.dry_run(tmp_path, [study.Run("t", "configs/rae.py:omniglot,reg=kl,tiny", members=2)], out=io.StringIO())
+  assert 0 < probe[0]["step_seconds"] < 60 and probe[0]["device_hours"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_a_killed_study_restarted_with_the_same_command_ends_with_the_same_checkpoints(tmp_path):
+  script = [sys.executable, "experiments/study_rae_sweeps.py", "--tiny", "--datasets", "omniglot",
+            "--regularizers", "kl", "--set", "train.epochs=3"]
+  run = lambda root: subprocess.run([*script, "--root", str(root)], cwd=REPO, capture_output=True, text=True,
+                                    timeout=1800)
+  ref = run(tmp_path / "ref")
+  assert ref.returncode == 0, ref.stdout[-3000:] + ref.stderr[-3000:]
+  # The same study, killed (SIGKILL, like a preemption) once the kl sweep has its first checkpoint.
+  proc = subprocess.Popen([*script, "--root", str(tmp_path / "cut")], cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+  ckpt = tmp_path / "cut" / "omniglot" / "rae_kl" / "checkpoints" / "1"
+  while not (ckpt / "commit_success.txt").exists() and not ckpt.with_name("2").exists():
+    assert proc.poll() is None, "the study ended before it could be interrupted"
+    time.sleep(0.5)
+  os.killpg(proc.pid, signal.SIGKILL)
+  proc.wait()
+  first = study_rae_sweeps.rae_runs(["omniglot"], ["kl"], tiny=True)[1]
+  assert study.state(tmp_path / "cut", first).startswith("checkpoint")
+  again = run(tmp_path / "cut")
+  assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+  assert "omniglot/rae_none: done" in again.stdout and "checkpoint" in again.stdout
+
+  from ldm_jax.train import rae
+  for name in ("rae_none", "rae_kl"):
+    a = rae.load_sweep(tmp_path / "ref" / "omniglot" / name)[2]
+    b = rae.load_sweep(tmp_path / "cut" / "omniglot" / name)[2]
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
