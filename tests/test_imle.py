@@ -70,6 +70,7 @@ def test_precision_recall_and_frechet_known_values():
   assert distribution.frechet_distance(real, real + shift) == pytest.approx(25.0, rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_imle_job_on_real_drawings_resumes_to_the_same_result(tmp_path):
   """Both members (IMLE, RS-IMLE) train as one vmapped program on 24 QuickDraw cats; 2 iterations + resume to 4

@@ -142,6 +142,7 @@ def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained, cr
   assert set(imp["wilcoxon_greater"]["ldm_prototype=1"]) == {"ldm_prototype=0"}
 
 
+@pytest.mark.slow
 def test_one_shot_rs_imle_in_the_rae_latent_space_is_scored_like_the_ldms(trained, critics):
   """Conditional IMLE and RS-IMLE on the prototype RAE's latents, resumed after an interruption; samples of the test
   characters written in the evaluate job's format and judged by the same critics against the human point."""

@@ -181,6 +181,7 @@ def test_episodes_on_separable_and_random_features():
     fewshot.by_class(np.zeros((5, 2)), np.array([0, 0, 1, 1, 1]))
 
 
+@pytest.mark.slow
 @pytest.mark.real_data
 def test_sketch_job_end_to_end_and_resume_gives_the_same_result(tmp_path):
   from configs import sketch as sketch_config

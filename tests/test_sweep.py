@@ -169,6 +169,7 @@ MEMBER_DATA_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_per_member_data_sweep_sharded_equals_members_trained_alone():
   """Diffusion sweeps give each member its own RAE's latents: an 8-device vmapped epoch over per-member data
   equals each member trained alone on its own data."""
