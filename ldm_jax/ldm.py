@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ldm_jax import diffusion, sampling
+from ldm_jax import diffusion, distributed, sampling
 from ldm_jax.data import pipeline
 from ldm_jax.models.pixel_denoiser import PixelDenoiser
 from ldm_jax.models.rae import RAE
@@ -124,7 +124,7 @@ def save(path: str | pathlib.Path, ldm: LDM, spec: dict) -> None:
   ckptr = ocp.StandardCheckpointer()
   ckptr.save(path / "arrays", jax.device_get(tree), force=True)
   ckptr.wait_until_finished()
-  (path / "ldm.json").write_text(json.dumps(spec, indent=1, default=str))
+  distributed.write_text(path / "ldm.json", json.dumps(spec, indent=1, default=str))
 
 
 def load(path: str | pathlib.Path) -> tuple[LDM, dict]:

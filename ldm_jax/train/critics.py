@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import augment, regularizers as R
+from ldm_jax import augment, distributed, regularizers as R
 from ldm_jax.data import pipeline
 from ldm_jax.models.critics import build_critic, critic_input
 from ldm_jax.train import loop, rae as rae_job
@@ -75,7 +75,7 @@ def train_one(cfg, critic: str, train: dict, workdir: pathlib.Path, resume: bool
   loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg, critic), tx=tx,
            hparams={"member": jnp.arange(1)}, members=[{"name": critic}], data=pipeline.to_device(train),
            resume=resume and (workdir / "checkpoints").exists(), desc=critic)
-  (workdir / "critic.json").write_text(json.dumps({"critic": critic, "steps_per_epoch": spe}))
+  distributed.write_text(workdir / "critic.json", json.dumps({"critic": critic, "steps_per_epoch": spe}))
 
 
 def load(workdir: str | pathlib.Path, critic: str):
@@ -139,5 +139,5 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     summary["protonet"]["human_recognizability"] = float(rec.mean())
     log.info("protonet: 20-way 1-shot recognizability of the real test drawings %.3f (chance 0.05)",
              float(rec.mean()))
-  (out / "summary.json").write_text(json.dumps(summary, indent=1))
+  distributed.write_text(out / "summary.json", json.dumps(summary, indent=1))
   return summary

@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import diffusion, ldm as ldm_lib
+from ldm_jax import diffusion, distributed, ldm as ldm_lib
 from ldm_jax.data import pipeline
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.eval.oneshot import exemplar_fidelity
@@ -169,15 +169,16 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                         rae=rae["model"] if rae else None)
     ldm_lib.save(workdir / "models" / str(i), model, _spec(cfg, space, latent_dim, member, rae))
     scores, samples = evaluate_member(model, cfg, test, jax.random.PRNGKey(cfg.sample.seed))
-    np.savez_compressed(workdir / f"samples_{i}.npz", images=samples["images"], exemplars=samples["exemplars"],
-                        codes=samples["codes"])
-    write_sample_grid(workdir / f"samples_{i}.png", samples, cfg.sample.grid_classes, cfg.sample.grid_rows,
-                      f"{space} LDM, {member['name']}, guidance {cfg.sample.guidance:g}")
+    if distributed.is_primary():  # every process sampled the same; one writes
+      np.savez_compressed(workdir / f"samples_{i}.npz", images=samples["images"], exemplars=samples["exemplars"],
+                          codes=samples["codes"])
+      write_sample_grid(workdir / f"samples_{i}.png", samples, cfg.sample.grid_classes, cfg.sample.grid_rows,
+                        f"{space} LDM, {member['name']}, guidance {cfg.sample.guidance:g}")
     first, last = first_and_last_loss(workdir, i)
     summary["members"].append({**member, "loss_first_epoch": first, "loss_last_epoch": last, **scores,
                                "nonfinite_steps": int(states.nonfinite_steps[i])})
     log.info("%s: denoising loss %.4f → %.4f; own exemplar nearest %.3f (chance %.3f) in pixels%s", member["name"],
              first, last, scores["pixel_nearest"], scores["chance_nearest"],
              f", {scores['latent_nearest']:.3f} in the latent" if "latent_nearest" in scores else "")
-  (workdir / "summary.json").write_text(json.dumps(summary, indent=1))
+  distributed.write_text(workdir / "summary.json", json.dumps(summary, indent=1))
   return summary
