@@ -140,8 +140,7 @@ def probe_step_seconds(cfg, members: int) -> float:
   else:
     raise ValueError(f"no step-time probe for job {cfg.job!r}")
   mesh = sharding.make_mesh(members, batch, cfg.mesh.sweep, cfg.mesh.data)
-  mode = sweep.resolve_sweep_mode(cfg.train.sweep_mode)
-  mode = "vmap" if mesh.size > 1 else mode
+  mode = sweep.resolve_sweep_mode(cfg.train.sweep_mode, mesh.size)  # as loop.fit picks it
   epoch = sweep.make_epoch_fn(loss_fn, tx, batch, mesh if mode != "sequential" else None, mode, member_data)
   states = sweep.init_sweep(init_fn, tx, sweep.member_keys(0, members), mesh)
   hparams = sharding.shard_members(hparams, mesh)

@@ -86,9 +86,7 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
     hparams, data = jax.device_get((hparams, data))
   hparams = sharding.shard_members(hparams, mesh)
   data = jax.device_put(data, sharding.member_sharding(mesh) if member_data else sharding.replicated(mesh))
-  mode = sweep.resolve_sweep_mode(tc.sweep_mode)
-  if mode != "vmap" and mesh.size > 1 and tc.sweep_mode == "auto":
-    mode = "vmap"  # several devices: spread the members over the mesh
+  mode = sweep.resolve_sweep_mode(tc.sweep_mode, mesh.size)
   epoch_fn = sweep.make_epoch_fn(loss_fn, tx, tc.batch_size, mesh if mode != "sequential" else None, mode,
                                  member_data=member_data)
   writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start)

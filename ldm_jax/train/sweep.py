@@ -100,10 +100,11 @@ def member_epoch(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None, state:
 SWEEP_MODES = ("auto", "vmap", "map", "sequential")
 
 
-def resolve_sweep_mode(mode: str) -> str:
-  """'auto': 'vmap' on accelerators; 'map' on CPU, measured fastest there (experiments/BENCHMARKS.md)."""
+def resolve_sweep_mode(mode: str, num_devices: int = 1) -> str:
+  """'auto': 'vmap' on accelerators or over several devices (members spread over the mesh); 'map' on one CPU
+  device, measured fastest there (experiments/BENCHMARKS.md)."""
   if mode == "auto":
-    return "map" if jax.default_backend() == "cpu" else "vmap"
+    return "map" if jax.default_backend() == "cpu" and num_devices == 1 else "vmap"
   return mode
 
 
