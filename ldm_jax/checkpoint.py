@@ -2,16 +2,23 @@
 
 A run directory holds `checkpoints/<epoch>/{state,meta}`. Restoring checks that the saved config equals the
 current one (up to keys that may change on resume, e.g. the number of epochs) and refuses otherwise, naming the
-keys that differ.
+keys that differ. Every finished step also gets a checksum manifest (`ldm_jax.manifest`), verified before it is
+restored: orbax reads a flipped byte back as a wrong number.
 """
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from ldm_jax import distributed, manifest
+from ldm_jax.workdir import ExistingRunError  # noqa: F401  (raised here; one class for every refusal)
+
+log = logging.getLogger(__name__)
 
 # Keys that a resumed run may change without invalidating the checkpoint.
 RESUMABLE_KEYS = ("train.epochs", "train.iterations", "train.checkpoint_every_epochs", "train.log_every_epochs",
@@ -21,10 +28,6 @@ RESUMABLE_KEYS = ("train.epochs", "train.iterations", "train.checkpoint_every_ep
 
 
 class ConfigMismatchError(ValueError):
-  pass
-
-
-class ExistingRunError(RuntimeError):
   pass
 
 
@@ -60,12 +63,30 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, epoch: int, state, meta: dict | None = None) -> None:
+    self._write_manifests()   # of the previous (asynchronous) save, now finished
     meta = {"config": self.config, "epoch": epoch, **(meta or {})}
     self.manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                      meta=ocp.args.JsonSave(meta)))
 
+  def _write_manifests(self) -> None:
+    self.manager.wait_until_finished()
+    if not distributed.is_primary():
+      return
+    for step in self.manager.all_steps():
+      step_dir = self.directory / str(step)
+      if step_dir.is_dir() and not manifest.exists(step_dir):
+        manifest.write(step_dir)
+
+  def _verify(self, epoch: int) -> None:
+    step_dir = self.directory / str(epoch)
+    if manifest.exists(step_dir):
+      manifest.verify(step_dir, f"checkpoint {step_dir}")
+    else:   # killed between orbax's commit and the manifest, or written by an older ldm_jax
+      log.warning("checkpoint %s has no checksum manifest; restoring it unverified", step_dir)
+
   def read_meta(self, epoch: int | None = None) -> dict:
     epoch = self.latest_epoch() if epoch is None else epoch
+    self._verify(epoch)
     return self.manager.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def check_config(self, epoch: int | None = None) -> None:
@@ -83,18 +104,23 @@ class Checkpointer:
     restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"], epoch
 
-  def restore_or_start(self, state, resume: bool):
+  def restore_or_start(self, state, resume: bool, total: int | None = None, length_key: str = "the run length"):
     """(state, first step): the fresh `state` and 0 in an empty workdir; the latest checkpoint (placed like
-    `state`) with --resume; refuses to overwrite existing checkpoints otherwise."""
-    if self.latest_epoch() is None:
+    `state`) with --resume; refuses to overwrite existing checkpoints otherwise, and refuses a checkpoint past
+    `total` steps (its parameters would be reported as those of a shorter run)."""
+    latest = self.latest_epoch()
+    if latest is None:
       return state, 0
     if not resume:
       raise ExistingRunError(f"{self.directory.parent} already holds checkpoints: pass --resume or choose another "
                              "--workdir")
+    if total is not None and latest > total:
+      raise ConfigMismatchError(f"{self.directory.parent} holds a checkpoint at step {latest}, past "
+                                f"{length_key}={total}: resume with {length_key} ≥ {latest}")
     return self.restore(abstract_like(state))
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    self._write_manifests()
 
   def close(self) -> None:
     self.manager.close()

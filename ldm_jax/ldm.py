@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ldm_jax import diffusion, distributed, sampling
+from ldm_jax import diffusion, distributed, manifest, sampling
 from ldm_jax.data import pipeline
 from ldm_jax.models.pixel_denoiser import PixelDenoiser
 from ldm_jax.models.rae import RAE
@@ -79,12 +79,19 @@ def decode(ldm: LDM, x: jax.Array) -> jax.Array:
   return pipeline.map_in_chunks(lambda zs: ldm.rae.apply(ldm.rae_variables, zs, False, method=RAE.decode), z)[..., 0]
 
 
+class NonFiniteSamplesError(FloatingPointError):
+  """A model generated NaN or infinite values: its samples are not drawings and must not be scored."""
+
+
 def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1.0, sampler: str = "ddpm",
-             ddim_steps: int = 50, chunk: int = 4096) -> dict[str, np.ndarray]:
+             ddim_steps: int = 50, chunk: int = 4096, name: str = "the model") -> dict[str, np.ndarray]:
   """n samples for each of C exemplar images, all in one batch (in chunks of `chunk` rows).
 
   Returns {'images': [C, n, H, W] in [0, 1], 'codes': [C, n, ...] the sampler's outputs (standardised latents or
   pixels), 'exemplar_codes': [C, ...]}.
+
+  Raises:
+    NonFiniteSamplesError: a sample (or its code) is not finite; the message names `name` and the count.
   """
   exemplars_u8 = jnp.asarray(exemplars_u8)
   c = exemplars_u8.shape[0]
@@ -93,8 +100,12 @@ def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1
   sample_fn = _sampler(ldm.denoiser, sampler, ddim_steps)
   codes = sampling.chunked(sample_fn, ldm.denoiser_params, ldm.schedule, cond_rep, key, guidance, chunk)
   images = decode(ldm, codes)
-  return {"images": np.asarray(images).reshape(c, n, *images.shape[1:]),
-          "codes": np.asarray(codes).reshape(c, n, *codes.shape[1:]), "exemplar_codes": np.asarray(cond)}
+  images, codes = np.asarray(images).reshape(c, n, *images.shape[1:]), np.asarray(codes).reshape(c, n, -1)
+  bad = int((~np.isfinite(codes).all(-1) | ~np.isfinite(images.reshape(c, n, -1)).all(-1)).sum())
+  if bad:
+    raise NonFiniteSamplesError(f"{name} generated {bad} of {c * n} samples with NaN/inf values (a diverged or "
+                                "corrupted model): nothing is scored")
+  return {"images": images, "codes": codes.reshape(c, n, *np.shape(cond)[1:]), "exemplar_codes": np.asarray(cond)}
 
 
 _SAMPLERS: dict = {}
@@ -125,12 +136,22 @@ def save(path: str | pathlib.Path, ldm: LDM, spec: dict) -> None:
   ckptr.save(path / "arrays", jax.device_get(tree), force=True)
   ckptr.wait_until_finished()
   distributed.write_text(path / "ldm.json", json.dumps(spec, indent=1, default=str))
+  if distributed.is_primary():
+    manifest.write(path)   # verified by `load`: a corrupted or truncated export is an error, not garbage
 
 
 def load(path: str | pathlib.Path) -> tuple[LDM, dict]:
-  """(LDM, spec) from a directory written by `save`."""
+  """(LDM, spec) from a directory written by `save`; every file is checked against the export's manifest first.
+
+  Raises:
+    FileNotFoundError: `path` holds no export.
+    manifest.CorruptFileError: a file is missing, truncated or changed since `save` (named in the message).
+  """
   from ldm_jax.train import rae as rae_job
   path = pathlib.Path(path).absolute()
+  if not (path / "ldm.json").exists():
+    raise FileNotFoundError(f"{path} holds no exported LDM (no ldm.json): exports are <ldm workdir>/models/<i>")
+  manifest.verify(path, f"LDM export {path}")
   spec = json.loads((path / "ldm.json").read_text())
   denoiser = build_denoiser(spec["space"], spec["unet"], spec["latent_dim"], spec.get("conv_impl", "s2d"))
   rae = None

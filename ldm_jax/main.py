@@ -52,21 +52,77 @@ def train_and_evaluate(config, workdir: str, resume: bool = False):
   raise ValueError(f"unknown job {config.job!r}; known jobs: {JOBS}")
 
 
+def _config_file_keys(argv: list[str]) -> tuple[str, set[str]] | None:
+  """(the config arg, its flattened keys) loaded straight from the config file named by --config, or None."""
+  import importlib.util
+  spec_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if not spec_arg:
+    return None
+  path, _, arg = spec_arg.partition(":")
+  try:
+    module_spec = importlib.util.spec_from_file_location("_ldm_jax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    cfg = module.get_config(arg or None)
+  except Exception:  # the flag parser's own error is then the better message
+    return None
+  from ldm_jax.checkpoint import flatten
+  keys = set(flatten(cfg.to_dict()))
+  return spec_arg, keys | {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)}
+
+
+def _flag_error(argv: list[str], error: Exception) -> str:
+  """One line for a command line that does not parse: the unknown config key, or the parser's message."""
+  loaded = _config_file_keys(argv)
+  if loaded:
+    spec_arg, keys = loaded
+    for a in argv:
+      if a.startswith("--config."):
+        key = a[len("--config."):].split("=", 1)[0]
+        if key not in keys:
+          parent = key.rsplit(".", 1)[0] if "." in key else ""
+          near = sorted(k for k in keys if k.rsplit(".", 1)[0] == parent and k.count(".") == key.count("."))
+          return (f"unknown config key {key!r} (from {a}) in {spec_arg}"
+                  + (f"; keys under {parent!r}: {', '.join(k.rsplit('.', 1)[-1] for k in near)}" if near else ""))
+  return " ".join(str(error).split()) or type(error).__name__
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with any failure (unknown key, wrong type, bad config arg) as one line and exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001  (absl and ml_collections raise many types here)
+    print(f"error: {_flag_error(argv, e)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(config, workdir: str, resume: bool = False):
+  """A job as the entry point runs it: config values checked, the workdir held by this job alone, an existing
+  run refused without `resume` — all before any data is loaded or any file written — then the job."""
+  from ldm_jax import config_checks, distributed, workdir as workdir_lib
+  config_checks.validate(config)
+  workdir_lib.refuse_existing_run(workdir, resume)
+  if not distributed.is_primary():  # one lock holder per run: the hosts of a multi-host run share the workdir
+    return train_and_evaluate(config, workdir, resume=resume)
+  with workdir_lib.hold(workdir):
+    return train_and_evaluate(config, workdir, resume=resume)
+
+
 def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
   logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes through absl
-  from ldm_jax import checkpoint, distributed
+  from ldm_jax import checkpoint, distributed, manifest, workdir as workdir_lib
   distributed.initialize()  # a no-op unless the environment names a cluster (multi-host runs)
   from ldm_jax.data import DataError
   try:
-    train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
-  except (DataError, checkpoint.ConfigMismatchError, checkpoint.ExistingRunError, FloatingPointError,
-          ValueError, FileNotFoundError) as e:
+    run(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+  except (DataError, checkpoint.ConfigMismatchError, workdir_lib.ExistingRunError, workdir_lib.WorkdirBusyError,
+          manifest.CorruptFileError, FloatingPointError, ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(app.run(main))
+  sys.exit(app.run(main, flags_parser=parse_flags))

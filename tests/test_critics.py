@@ -85,11 +85,12 @@ def test_critic_shapes_and_parameter_layout():
 
 # --- .pt files, read without torch -----------------------------------------------------------------------------
 
-def _write_torch_zip(path, obj, byteorder="little"):
+def _write_torch_zip(path, obj, byteorder="little", layout=None):
   """Writes `obj` (dicts of numpy arrays) exactly as `torch.save` lays it out: a zip with archive/data.pkl whose
   tensors are `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)` and whose
   storages are persistent ids ('storage', torch.<Type>Storage, key, 'cpu', numel) → archive/data/<key>. A stand-in
-  `torch` module supplies the globals, so the pickle names the same `torch.*` objects a real file does."""
+  `torch` module supplies the globals, so the pickle names the same `torch.*` objects a real file does.
+  `layout(shape, stride) -> (offset, size, stride)` replaces every tensor's view (hostile files)."""
   import collections, io, pickle, sys, types, zipfile
   torch = types.ModuleType("torch")
   utils = types.ModuleType("torch._utils")
@@ -120,7 +121,8 @@ def _write_torch_zip(path, obj, byteorder="little"):
     def __reduce__(self):
       a = self.array
       stride = tuple(s // a.itemsize for s in a.strides)
-      return (_rebuild_tensor_v2, (Storage(a.ravel()), 0, a.shape, stride, False, collections.OrderedDict()))
+      offset, size, stride = layout(a.shape, stride) if layout else (0, a.shape, stride)
+      return (_rebuild_tensor_v2, (Storage(a.ravel()), offset, size, stride, False, collections.OrderedDict()))
 
   class Pickler(pickle.Pickler):
     def persistent_id(self, o):
@@ -180,6 +182,24 @@ def test_pt_reader_refuses_code_and_legacy_files(tmp_path):
   legacy.write_bytes(pickle.dumps({"a": 1}))
   with pytest.raises(torch_file.TorchFileError, match="not a zip-format"):
     torch_file.read(legacy)
+
+
+@pytest.mark.parametrize("layout,message", [
+    (lambda shape, stride: (0, (shape[0] + 4096, *shape[1:]), stride), "storage holds"),   # reads past the end
+    (lambda shape, stride: (0, shape, (1 << 40,) * len(shape)), "storage holds"),           # a huge stride
+    (lambda shape, stride: (10 ** 9, shape, stride), "storage holds"),                      # a huge offset
+    (lambda shape, stride: (0, (1 << 20, 1 << 20), (0, 0)), "storage holds"),               # a broadcast bomb
+    (lambda shape, stride: (0, shape, tuple(-s for s in stride)), "do not describe"),
+])
+def test_pt_reader_refuses_tensors_outside_their_storage(tmp_path, layout, message):
+  from ldm_jax.models import torch_file
+  path = tmp_path / "hostile.pt"
+  _write_torch_zip(path, {"w": np.arange(12, dtype=np.float32).reshape(3, 4)}, layout=layout)
+  with pytest.raises(torch_file.TorchFileError, match=message):
+    torch_file.read(path)
+  ok = tmp_path / "view.pt"   # a legal view (offset and transposed strides inside the storage) still reads
+  _write_torch_zip(ok, {"w": np.arange(12, dtype=np.float32).reshape(3, 4)}, layout=lambda s, t: (2, (2, 3), (1, 3)))
+  np.testing.assert_array_equal(torch_file.read(ok)["w"], np.arange(12, dtype=np.float32)[2:][[[0, 3, 6], [1, 4, 7]]])
 
 
 def test_resnet_and_conv3_critics_shapes():

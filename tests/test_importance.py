@@ -39,8 +39,11 @@ def test_jvp_map_equals_full_jacobian_map_and_sampler_output(weighting):
       want[b] += np.abs(np.einsum("hwd,d->hw", jac, s[b]))
     x = sampling.ddpm_update(schedule, x, eps, t, key)
   np.testing.assert_allclose(phi, want, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(x0, sampling.ddpm_sample(eps_fn, params, schedule, cond, key, guidance), atol=1e-6)
-  np.testing.assert_allclose(x0, x, atol=1e-6)
+  # The same T = 20 updates computed by three programs: each step rounds x (|x| ≲ 3) to a few ε, carried on by the
+  # next (1/√ᾱ ≈ 1), so the outputs agree to ≈ 4·T·ε·max|x|.
+  atol = 4 * 20 * float(np.finfo(np.float32).eps) * float(np.abs(x).max())
+  np.testing.assert_allclose(x0, sampling.ddpm_sample(eps_fn, params, schedule, cond, key, guidance), atol=atol)
+  np.testing.assert_allclose(x0, x, atol=atol)
 
 
 def test_spearman_matches_scipy_with_ties_and_batches():

@@ -200,3 +200,132 @@ def _check_judges(critics_dir):
   assert np.all(np.asarray(with_features(x, y)) > np.asarray(pixel(x, y)))
   grad = np.asarray(jax.grad(lambda v: with_features(x, v).sum())(y))
   assert np.isfinite(grad).all() and np.abs(grad).max() > 0
+
+
+# --- trust: corrupted exports, non-finite samples, stale caches, refused runs (the README's Guarantees) ------------
+
+def _copy_ldm(trained, tmp_path, name="ldm_copy"):
+  import shutil
+  dst = tmp_path / name
+  shutil.copytree(trained / "ldm", dst)
+  return dst
+
+
+def test_a_corrupted_or_truncated_export_is_refused_naming_the_file(trained, tmp_path):
+  from ldm_jax import manifest
+  export = _copy_ldm(trained, tmp_path) / "models" / "1"
+  ldm_lib.load(export)                                     # intact: loads
+  biggest = max((p for p in (export / "arrays").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  data = bytearray(biggest.read_bytes())
+  data[len(data) // 2] ^= 0x40                             # one flipped bit
+  biggest.write_bytes(bytes(data))
+  with pytest.raises(manifest.CorruptFileError, match=f"{biggest.relative_to(export)}.*checksum"):
+    ldm_lib.load(export)
+  biggest.write_bytes(bytes(data[: len(data) // 3]))      # truncated
+  with pytest.raises(manifest.CorruptFileError, match="bytes"):
+    ldm_lib.load(export)
+  (export / "ldm.json").unlink()
+  with pytest.raises(FileNotFoundError, match="no exported LDM"):
+    ldm_lib.load(export)
+
+
+def test_generation_that_returns_nonfinite_samples_is_an_error_naming_the_model(trained):
+  model, _ = ldm_lib.load(trained / "ldm" / "models" / "1")
+  broken = model.replace(denoiser_params=jax.tree.map(lambda p: p * np.nan, model.denoiser_params))
+  exemplars = np.load(trained / "ldm" / "samples_1.npz")["exemplars"][:2]
+  with pytest.raises(ldm_lib.NonFiniteSamplesError, match="model ldm_x generated 6 of 6"):
+    ldm_lib.generate(broken, exemplars, 3, jax.random.PRNGKey(0), name="model ldm_x")
+
+
+def _evaluate(trained, workdir, ldm_dirs=(), files=(), extra=()):
+  return run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={workdir}",
+                  f"--config.evaluate.critics_workdir={trained}/critics",
+                  f"--config.evaluate.ldm_workdirs={tuple(str(d) for d in ldm_dirs)!r}",
+                  f"--config.evaluate.sample_files={tuple(str(f) for f in files)!r}", *extra)
+
+
+def test_nonfinite_or_out_of_range_sample_sets_stop_the_evaluation(trained, critics, tmp_path):
+  good = np.load(trained / "ldm" / "samples_1.npz")
+  images = good["images"].astype(np.float32)
+  nan = images.copy()
+  nan[0, :2] = np.nan                                      # two samples of one class
+  np.savez(tmp_path / "nan.npz", images=nan, exemplars=good["exemplars"])
+  np.savez(tmp_path / "range.npz", images=images * 255.0, exemplars=good["exemplars"])   # 0..255 floats
+  (tmp_path / "text.npz").write_text("images, exemplars\n1, 2\n")
+  for name, message in (("nan", "set 'nan': 2 of 18 samples hold NaN/inf"),
+                        ("range", "set 'range': .* outside \\[0, 1\\]"), ("text", "text.npz is not an npz")):
+    out = _evaluate(trained, tmp_path / f"eval_{name}", files=(tmp_path / f"{name}.npz",))
+    assert out.returncode == 2, out.stderr[-2000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and __import__("re").search(message, last), last
+    assert not (tmp_path / f"eval_{name}" / "scores.json").exists()      # no partial scores
+
+
+def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(trained, critics, tmp_path):
+  from ldm_jax import manifest
+  from ldm_jax.eval import evaluate
+  eval_dir = tmp_path / "eval"
+  first = _evaluate(trained, eval_dir, ldm_dirs=(trained / "ldm",))
+  assert first.returncode == 0, first.stderr[-2000:]
+  cache = eval_dir / "samples" / "ldm_prototype=1.npz"
+  with np.load(cache) as z:
+    before, provenance = z["images"], json.loads(str(z["provenance"]))
+  assert provenance["export"] == manifest.identity(trained / "ldm" / "models" / "1")
+  # Another LDM workdir with the same member names: model 1 re-exported with other weights.
+  other = _copy_ldm(trained, tmp_path, "ldm_other")
+  model, spec = ldm_lib.load(other / "models" / "1")
+  ldm_lib.save(other / "models" / "1", model.replace(denoiser_params=jax.tree.map(lambda p: p * 0.5,
+                                                                                 model.denoiser_params)), spec)
+  again = _evaluate(trained, eval_dir, ldm_dirs=(other,))
+  assert again.returncode == 0, again.stderr[-2000:]
+  with np.load(cache) as z:
+    after, provenance = z["images"], json.loads(str(z["provenance"]))
+  assert provenance["export"] == manifest.identity(other / "models" / "1")
+  assert np.abs(after.astype(int) - before).max() > 0      # generated anew, not the old model's samples
+  scores = json.loads((eval_dir / "scores.json").read_text())
+  point = next(p for p in scores["points"] if p["name"] == "ldm_prototype=1")
+  assert point["path"] == str(other / "models" / "1")
+  # Same model, another guidance weight: generated anew too; same settings again: the cache is read back.
+  info = {"name": "ldm_prototype=1", "path": str(other / "models" / "1")}
+  cfg = __import__("configs.evaluate", fromlist=["x"]).get_config("omniglot,tiny").evaluate
+  cfg.guidance = 2.0
+  ex = np.load(cache)["exemplars"]
+  assert evaluate._cached(cache, evaluate.sample_provenance(info, ex, cfg)) is None
+  cfg.guidance = 1.0
+  np.testing.assert_array_equal(evaluate._cached(cache, evaluate.sample_provenance(info, ex, cfg))["images"], after)
+
+
+def _tree_bytes(root):
+  return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+          and p.name != ".lock"}
+
+
+def test_a_refused_run_writes_nothing(trained):
+  from ldm_jax.train import rae
+  before = _tree_bytes(trained / "rae")
+  other = run_main(*RAE_TINY, "--config.data.max_train_examples=320", f"--workdir={trained}/rae")  # no --resume
+  assert other.returncode == 2 and "--resume" in other.stderr, other.stderr[-2000:]
+  past = run_main(*RAE_TINY, "--config.train.epochs=1", "--resume", f"--workdir={trained}/rae")
+  assert past.returncode == 2 and "past train.epochs=1" in past.stderr, past.stderr[-2000:]
+  assert _tree_bytes(trained / "rae") == before
+  model, variables, member = rae.load_member(trained / "rae", 1)     # the finished run still loads
+  assert member["beta"]["prototype"] == 1.0
+
+
+def test_a_corrupted_checkpoint_is_refused_before_it_is_restored(trained, tmp_path):
+  import shutil
+  from ldm_jax import manifest
+  from ldm_jax.train import rae
+  work = tmp_path / "rae"
+  shutil.copytree(trained / "rae", work)
+  step = work / "checkpoints" / "2"
+  assert manifest.exists(step)
+  rae.load_member(work, 1)                                 # intact: loads
+  blob = max((p for p in (step / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  data = bytearray(blob.read_bytes())
+  data[len(data) // 2] ^= 0x01
+  blob.write_bytes(bytes(data))
+  with pytest.raises(manifest.CorruptFileError, match=f"checkpoint .*{blob.name}.*checksum"):
+    rae.load_member(work, 1)
+  out = run_main(*RAE_TINY, "--config.train.epochs=3", "--resume", f"--workdir={work}")
+  assert out.returncode == 2 and "does not match its checksum" in out.stderr.strip().splitlines()[-1]

@@ -10,7 +10,11 @@ Datasets: `omniglot` (options: image_size, with_strokes), `quickdraw` (variant='
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
+import logging
+import pathlib
 from typing import Any, Optional
 
 import numpy as np
@@ -50,20 +54,35 @@ def builder(name: str, *, data_dir: Optional[str] = None, build_dir: Optional[st
 def data_source(name: str, **options):
   """`as_data_source()` of the prepared dataset (built from the raw archives on first use).
 
-  The build holds a file lock in the build dir, so concurrent processes (test workers, hosts) build it once.
+  Concurrent processes (test workers, hosts) build a dataset once: the build holds a file lock in the build dir,
+  and the builder is made only once the lock is held, so a process that waited reads the finished dataset (a
+  builder made before the build would keep the empty split list it saw). A build killed part-way leaves
+  `incomplete.*` directories; they are removed before the next build, under the same lock.
   """
   import fcntl
   tfds_quiet()
-  b = builder(name, **options)
   root = sources.build_dir(options.get("build_dir"))
   root.mkdir(parents=True, exist_ok=True)
   with open(root / ".build.lock", "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-      b.download_and_prepare()
+      b = builder(name, **options)
+      _remove_incomplete(pathlib.Path(b.data_dir).parent)
+      if not pathlib.Path(b.data_dir, "dataset_info.json").exists():
+        logging.getLogger(__name__).info("building %s into %s (once)", name, b.data_dir)
+      with contextlib.redirect_stdout(io.StringIO()):   # TFDS prints "Downloading ... Unknown size" for local builds
+        b.download_and_prepare()
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
   return b.as_data_source()
+
+
+def _remove_incomplete(version_parent: pathlib.Path) -> None:
+  """Deletes what a killed TFDS build left beside the version directory (`incomplete.<id>_<version>`)."""
+  import shutil
+  if version_parent.is_dir():
+    for debris in version_parent.glob("incomplete.*"):
+      shutil.rmtree(debris, ignore_errors=True)
 
 
 def _read_all(source, keys: tuple[str, ...]) -> dict[str, list]:

@@ -25,7 +25,7 @@ from PIL import Image
 from ldm_jax.data import sources
 
 SIZES = (28, 48, 50, 105)
-_MEMBER = re.compile(r"images_(background|evaluation)/([^/]+)/character(\d+)/(\d+)_(\d+)\.png$")
+_MEMBER = re.compile(sources.OMNIGLOT_MEMBER)
 N_CHARACTERS = 1623
 PAPER_TEST_CHARACTERS = (1, 2, 3)
 

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import re
 import tempfile
 import urllib.request
 import zipfile
@@ -41,7 +42,10 @@ def build_dir(explicit: Optional[str] = None) -> pathlib.Path:
   return pathlib.Path(path).expanduser()
 
 
-def _count_members(path: pathlib.Path, suffix: str) -> int:
+def _count_members(path: pathlib.Path, suffix: str, pattern: Optional[str] = None,
+                   magic: Optional[bytes] = None) -> int:
+  """Members ending in `suffix`; in a zip every one of them must match `pattern` (the layout the builder reads)
+  and start with `magic` (the file type its name claims), else DataError names the first that does not."""
   if path.name.endswith((".tar.gz", ".tgz")):
     with tarfile.open(path) as tar:
       return sum(1 for m in tar.getmembers() if m.isfile() and m.name.endswith(suffix))
@@ -49,7 +53,16 @@ def _count_members(path: pathlib.Path, suffix: str) -> int:
     bad = zf.testzip()  # CRC of every member: catches truncation and bit rot
     if bad is not None:
       raise DataError(f"{path}: member {bad} fails its CRC check (corrupt archive)")
-    return sum(1 for n in zf.namelist() if n.endswith(suffix) and "__MACOSX" not in n)
+    names = [n for n in zf.namelist() if n.endswith(suffix) and "__MACOSX" not in n]
+    for name in names:
+      if pattern and not re.search(pattern, name):
+        raise DataError(f"{path}: member {name} is not where the dataset keeps its files (expected paths like "
+                        f"{pattern!r}): wrongly named folders?")
+      if magic:
+        with zf.open(name) as f:
+          if f.read(len(magic)) != magic:
+            raise DataError(f"{path}: member {name} is not a {suffix.lstrip('.').upper()} file")
+    return len(names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +72,7 @@ class Archive:
   Attributes:
     relpath: path below the data dir.
     members: (suffix, expected count) checked on every archive, local or downloaded; None for plain files.
+    member_pattern / magic: every such member's path matches the regex, and its bytes start with `magic`.
     url: official download address, or None where no official archive exists.
     md5 / sha256: published checksum of the file at `url`.
     how_to_get: shown when the file is missing and cannot be downloaded.
@@ -70,13 +84,15 @@ class Archive:
   md5: Optional[str] = None
   sha256: Optional[str] = None
   how_to_get: str = ""
+  member_pattern: Optional[str] = None
+  magic: Optional[bytes] = None
 
   def check_structure(self, path: pathlib.Path) -> None:
     if self.members is None:
       return
     suffix, expected = self.members
     try:
-      found = _count_members(path, suffix)
+      found = _count_members(path, suffix, self.member_pattern, self.magic)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
       raise DataError(f"{path} is not a readable archive ({e}); delete it and fetch it again. "
                       f"{self.how_to_get}") from e
@@ -147,10 +163,14 @@ _HOW_OMNIGLOT = ("Get it from https://github.com/brendenlake/omniglot (python/) 
 _HOW_QUICKDRAW = ("There is no official archive of this subset: see shared/data/SOURCES.md for the repositories "
                   "it was packed from, and put the file under <data dir>/quickdraw/.")
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+OMNIGLOT_MEMBER = r"images_(background|evaluation)/([^/]+)/character(\d+)/(\d+)_(\d+)\.png$"
 OMNIGLOT_BACKGROUND = Archive("omniglot/images_background.zip", (".png", 19280), _BRENDEN + "images_background.zip",
-                              md5="68d2efa1b9178cc56df9314c21c6e718", how_to_get=_HOW_OMNIGLOT)
+                              md5="68d2efa1b9178cc56df9314c21c6e718", how_to_get=_HOW_OMNIGLOT,
+                              member_pattern=OMNIGLOT_MEMBER, magic=PNG_MAGIC)
 OMNIGLOT_EVALUATION = Archive("omniglot/images_evaluation.zip", (".png", 13180), _BRENDEN + "images_evaluation.zip",
-                              md5="6b91aef0f799c5bb55b94e3f2daec811", how_to_get=_HOW_OMNIGLOT)
+                              md5="6b91aef0f799c5bb55b94e3f2daec811", how_to_get=_HOW_OMNIGLOT,
+                              member_pattern=OMNIGLOT_MEMBER, magic=PNG_MAGIC)
 OMNIGLOT_NPZ = Archive("sketchrnn_datasets_hardmaru/omniglot.npz", None,
                        "https://github.com/hardmaru/sketch-rnn-datasets/raw/master/omniglot/omniglot.npz",
                        sha256="bd5277621a8c577919491dfa729a59a8b5c216cff9e4fda9cef532db29f120c7")

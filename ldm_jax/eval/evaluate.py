@@ -11,8 +11,10 @@ run only scores. Outputs in the workdir: `scores.json`, `table.md`, `originality
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import pathlib
 import re
 from typing import Any
@@ -22,7 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ldm_jax import ldm as ldm_lib
+from ldm_jax import ldm as ldm_lib, manifest
 from ldm_jax.eval import figures, importance, judge, scores
 from ldm_jax.train import rae as rae_job
 
@@ -53,7 +55,7 @@ def discover_models(ldm_workdirs) -> list[dict]:
         reg, beta = regularizer_of(member)
         name = "ldm_" + member.get("name", spec_path.parent.name)
       found.append({"name": name, "kind": "pixel" if spec["space"] == "pixel" else "ldm", "regularizer": reg,
-                    "beta": beta, "path": str(spec_path.parent)})
+                    "beta": beta, "path": str(spec_path.parent), "diverged": bool(member.get("diverged"))})
   seen: dict[str, int] = {}
   for m in found:                              # two sweeps may both hold e.g. 'prototype=0'
     seen[m["name"]] = seen.get(m["name"], 0) + 1
@@ -66,31 +68,69 @@ def _safe(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
 
 
-def generate_set(model_info: dict, exemplars: np.ndarray, ec, cache: pathlib.Path) -> dict[str, np.ndarray]:
-  """n samples per exemplar from an exported model, cached (images uint8 to keep caches small)."""
-  if cache.exists():
+def sample_provenance(model_info: dict, exemplars: np.ndarray, ec) -> dict[str, Any]:
+  """Everything that determines a generated set: the export's content hash, the sampler settings, the seed and
+  the exemplars. A cached set is reused only when all of it matches."""
+  return {"export": manifest.identity(model_info["path"]), "sampler": ec.sampler, "ddim_steps": int(ec.ddim_steps),
+          "guidance": float(ec.guidance), "seed": int(ec.seed), "samples_per_class": int(ec.samples_per_class),
+          "chunk": int(ec.chunk), "exemplars": hashlib.sha256(np.ascontiguousarray(exemplars).tobytes()).hexdigest(),
+          "exemplars_shape": list(exemplars.shape)}
+
+
+def _cached(cache: pathlib.Path, provenance: dict) -> dict[str, np.ndarray] | None:
+  if not cache.exists():
+    return None
+  try:
     with np.load(cache) as z:
-      if z["images"].shape[:2] == (len(exemplars), ec.samples_per_class):
-        return {"images": z["images"], "exemplars": z["exemplars"]}
+      if "provenance" not in z.files or json.loads(str(z["provenance"])) != provenance:
+        return None
+      return {"images": z["images"], "exemplars": z["exemplars"]}
+  except (OSError, ValueError, KeyError, EOFError):   # a cache written by a killed run: generate again
+    return None
+
+
+def generate_set(model_info: dict, exemplars: np.ndarray, ec, cache: pathlib.Path) -> dict[str, np.ndarray]:
+  """n samples per exemplar from an exported model (verified against its manifest), cached with their provenance
+  (images uint8 to keep caches small)."""
+  manifest.verify(model_info["path"], f"LDM export {model_info['path']}")
+  provenance = sample_provenance(model_info, exemplars, ec)
+  hit = _cached(cache, provenance)
+  if hit is not None:
+    return hit
   model, _ = ldm_lib.load(model_info["path"])
   out = ldm_lib.generate(model, exemplars, ec.samples_per_class, jax.random.PRNGKey(ec.seed), guidance=ec.guidance,
-                         sampler=ec.sampler, ddim_steps=ec.ddim_steps, chunk=ec.chunk)
+                         sampler=ec.sampler, ddim_steps=ec.ddim_steps, chunk=ec.chunk,
+                         name=f"model {model_info['name']} ({model_info['path']})")
   images = np.round(np.clip(out["images"], 0, 1) * 255).astype(np.uint8)
   cache.parent.mkdir(parents=True, exist_ok=True)
-  np.savez_compressed(cache, images=images, exemplars=exemplars)
+  tmp = cache.with_name(cache.name + ".tmp.npz")
+  np.savez_compressed(tmp, images=images, exemplars=exemplars, provenance=json.dumps(provenance, sort_keys=True))
+  os.replace(tmp, cache)
   return {"images": images, "exemplars": exemplars}
 
 
 def load_sample_file(path: str) -> dict[str, np.ndarray]:
-  with np.load(path) as z:
+  """A sample file: npz with `images` [C, n, H, W] and `exemplars` [C, H, W] (uint8, or floats in [0, 1])."""
+  try:
+    z = np.load(path, allow_pickle=False)
+  except FileNotFoundError:
+    raise FileNotFoundError(f"sample file {path} does not exist") from None
+  except (OSError, ValueError, EOFError) as e:
+    raise judge.SampleSetError(f"{path} is not an npz sample file ({type(e).__name__}: {e})") from None
+  if not isinstance(z, np.lib.npyio.NpzFile):
+    raise judge.SampleSetError(f"{path} holds a single array, not an npz with 'images' and 'exemplars'")
+  with z:
     missing = {"images", "exemplars"} - set(z.files)
     if missing:
-      raise ValueError(f"{path} lacks {sorted(missing)}: a sample file holds images [C, n, H, W] and exemplars "
-                       "[C, H, W]")
-    images, exemplars = z["images"], z["exemplars"]
+      raise judge.SampleSetError(f"{path} lacks {sorted(missing)}: a sample file holds images [C, n, H, W] and "
+                                 "exemplars [C, H, W]")
+    try:
+      images, exemplars = z["images"], z["exemplars"]
+    except (OSError, ValueError, EOFError) as e:
+      raise judge.SampleSetError(f"{path}: unreadable arrays ({e})") from None
   if images.ndim != 4 or exemplars.shape != (images.shape[0], *images.shape[2:]):
-    raise ValueError(f"{path}: images {images.shape} and exemplars {exemplars.shape} do not match "
-                     "([C, n, H, W] and [C, H, W])")
+    raise judge.SampleSetError(f"{path}: images {images.shape} and exemplars {exemplars.shape} do not match "
+                               "([C, n, H, W] and [C, H, W])")
   return {"images": images, "exemplars": exemplars}
 
 
@@ -104,7 +144,7 @@ def place_points(results: list[dict]) -> list[dict]:
     r["originality_norm"], r["distance_to_human"] = float(o), float(d)
   by_reg: dict[str, list[dict]] = {}
   for r in results:
-    if r["kind"] == "ldm" and r["regularizer"] != "none":
+    if r["kind"] == "ldm" and r["regularizer"] != "none" and not r.get("diverged"):   # a broken model is no candidate
       by_reg.setdefault(r["regularizer"], []).append(r)
   for group in by_reg.values():
     min(group, key=lambda r: r["distance_to_human"])["closest"] = True
@@ -115,7 +155,8 @@ def parametric_fits(results: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarr
   """Degree-2 fits in log10 β per regularizer with at least three β > 0 (Fig. 3's curves)."""
   fits = {}
   for reg in {r["regularizer"] for r in results if r["kind"] == "ldm" and r["regularizer"] != "none"}:
-    group = [r for r in results if r["kind"] == "ldm" and r["regularizer"] == reg and r["beta"] > 0]
+    group = [r for r in results if r["kind"] == "ldm" and r["regularizer"] == reg and r["beta"] > 0
+             and not r.get("diverged")]
     if len({r["beta"] for r in group}) >= 3:
       _, o, c = scores.parametric_fit([r["beta"] for r in group], [r["originality_norm"] for r in group],
                                       [r["recognizability"] for r in group])
@@ -127,7 +168,8 @@ def write_table(path: pathlib.Path, results: list[dict]) -> None:
   lines = ["| model | regularizer | β | originality | originality (norm.) | recognizability | distance to human |",
            "|---|---|---|---|---|---|---|"]
   for r in sorted(results, key=lambda r: r["distance_to_human"]):
-    lines.append(f"| {r['name']}{' (closest)' if r.get('closest') else ''} | {r['regularizer']} | {r['beta']:g} | "
+    mark = " (closest)" if r.get("closest") else " (DIVERGED: not a trained model)" if r.get("diverged") else ""
+    lines.append(f"| {r['name']}{mark} | {r['regularizer']} | {r['beta']:g} | "
                  f"{r['originality']:.3f} | {r['originality_norm']:.3f} | {r['recognizability']:.3f} | "
                  f"{r['distance_to_human']:.3f} |")
   path.write_text("\n".join(lines) + "\n")
@@ -206,16 +248,19 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   key = jax.random.PRNGKey(ec.seed)
   score = lambda images, ex: judge.score_set(judges, images, ex, key, ec.n_way, ec.tasks_per_class, ec.bins)
 
-  results = [{"name": "humans", "kind": "human", "regularizer": "", "beta": 0.0, **score(human_images, exemplars)}]
+  # Every set is generated (or read) and checked before any is scored: one bad set stops the evaluation whole.
+  entries = [{"name": "humans", "kind": "human", "regularizer": "", "beta": 0.0}]
   sets = {"humans": {"images": human_images, "exemplars": exemplars}}
+  files = [{"name": pathlib.Path(p).stem, "kind": "samples", "regularizer": "", "beta": 0.0, "path": str(p)}
+           for p in ec.sample_files]
+  for f in files:
+    sets[f["name"]] = load_sample_file(f["path"])
+    judge.check_set(f["name"], sets[f["name"]]["images"], sets[f["name"]]["exemplars"])
   for m in models:
     sets[m["name"]] = generate_set(m, exemplars, ec, out / "samples" / f"{_safe(m['name'])}.npz")
-    results.append({**m, **score(sets[m["name"]]["images"], sets[m["name"]]["exemplars"])})
-  for path in ec.sample_files:
-    name = pathlib.Path(path).stem
-    sets[name] = load_sample_file(path)
-    results.append({"name": name, "kind": "samples", "regularizer": "", "beta": 0.0, "path": str(path),
-                    **score(sets[name]["images"], sets[name]["exemplars"])})
+    judge.check_set(m["name"], sets[m["name"]]["images"], sets[m["name"]]["exemplars"])
+  entries += models + files
+  results = [{**e, **score(sets[e["name"]]["images"], sets[e["name"]]["exemplars"])} for e in entries]
   for r in results:
     r["per_class_originality"] = r.pop("originality").mean(1)
     r["per_class_recognizability"] = r.pop("recognizability").mean(1)

@@ -43,7 +43,7 @@ def write_originality_recognizability(path: pathlib.Path, points: list[dict], fi
 
   points: dicts with 'name', 'kind' ('human' | 'ldm' | 'pixel' | 'samples'), 'regularizer' ('none' for the
   non-regularised LDM, '+'-joined for combinations), 'originality_norm', 'recognizability', 'closest' (bool: the
-  regularizer's model nearest to humans, drawn larger). fits: regularizer → (originality curve, recognizability
+  regularizer's model nearest to humans, drawn larger), 'diverged' (bool: drawn as a red cross). fits: regularizer → (originality curve, recognizability
   curve) in increasing β, drawn as a line with an arrow at the high-β end.
   """
   import matplotlib.pyplot as plt
@@ -59,7 +59,9 @@ def write_originality_recognizability(path: pathlib.Path, points: list[dict], fi
     if p["kind"] == "human":
       ax.scatter([x], [y], marker="*", s=260, c="gold", edgecolors="k", zorder=5, label="humans")
       continue
-    if p["kind"] == "pixel":
+    if p.get("diverged"):   # a model whose training diverged: shown, but never as a result
+      style = {"marker": "x", "c": "red", "label": "diverged (not a trained model)"}
+    elif p["kind"] == "pixel":
       style = {"marker": "s", "c": "gray", "label": "pixel-space DDPM"}
     elif p["regularizer"] == "none":
       style = {"marker": "D", "c": "k", "label": "non-regularised LDM"}
@@ -72,7 +74,8 @@ def write_originality_recognizability(path: pathlib.Path, points: list[dict], fi
       style.pop("label")
     else:
       labelled.add(style["label"])
-    ax.scatter([x], [y], s=110 if p.get("closest") else 35, edgecolors="k", linewidths=0.4, zorder=4, **style)
+    edge = {} if p.get("diverged") else {"edgecolors": "k", "linewidths": 0.4}
+    ax.scatter([x], [y], s=110 if p.get("closest") else 35, zorder=4, **edge, **style)
   ax.set_xlabel("originality (normalised)")
   ax.set_ylabel("recognizability")
   ax.set_xlim(-0.05, 1.05)

@@ -41,6 +41,29 @@ def load_judges(critics_workdir: str | pathlib.Path) -> Judges:
   return Judges(recognizer=lambda x: proto(pv, x), featurizer=lambda x: simclr(sv, x))
 
 
+class SampleSetError(ValueError):
+  """A set of drawings that cannot be scored: non-finite or out-of-range pixels, or mismatched shapes."""
+
+
+def check_set(name: str, samples, exemplars) -> None:
+  """Refuses a set that the critics would silently misjudge: NaN/inf pixels (the binarisation turns them blank,
+  and blank drawings score as 'original') or float pixels outside [0, 1]. uint8 sets are always in range."""
+  for what, a in (("samples", np.asarray(samples)), ("exemplars", np.asarray(exemplars))):
+    if a.dtype == np.uint8:
+      continue
+    if not np.issubdtype(a.dtype, np.floating):
+      raise SampleSetError(f"set {name!r}: {what} have dtype {a.dtype}; expected uint8 or floats in [0, 1]")
+    per_image = a.reshape(a.shape[0] * (a.shape[1] if a.ndim == 4 else 1), -1)
+    nonfinite = int((~np.isfinite(per_image)).any(-1).sum())
+    if nonfinite:
+      raise SampleSetError(f"set {name!r}: {nonfinite} of {len(per_image)} {what} hold NaN/inf pixels; "
+                           "nothing was scored")
+    outside = int(((per_image < 0) | (per_image > 1)).any(-1).sum())
+    if outside:
+      raise SampleSetError(f"set {name!r}: {outside} of {len(per_image)} {what} have pixels outside [0, 1] "
+                           f"(range {per_image.min():.3g}..{per_image.max():.3g}); nothing was scored")
+
+
 def _as_float(images) -> jax.Array:
   images = jnp.asarray(images)
   return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images.astype(jnp.float32)
@@ -53,6 +76,7 @@ def score_set(judges: Judges, samples, exemplars, key: jax.Array, n_way: int = 2
   Returns numpy arrays: 'originality' [C, n], 'recognizability' [C, n], 'binned_originality' / 'binned_
   recognizability' [bins] (class-averaged; absent when n does not split into `bins`), and the two means.
   """
+  check_set("samples", samples, exemplars)
   samples, exemplars = _as_float(samples), _as_float(exemplars)
   c, n = samples.shape[:2]
   flat = samples.reshape(c * n, *samples.shape[2:])

@@ -134,7 +134,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   init = lambda key: algorithm.init_state(model.init(key, jnp.zeros((1, model.latent_dim))), tx, n, model.latent_dim)
   states = jax.jit(jax.vmap(init))(keys)
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  states, start = ckpt.restore_or_start(states, resume)
+  states, start = ckpt.restore_or_start(states, resume, tc.iterations, "train.iterations")
   x = jnp.asarray(images)
   x_emb = embed(x)
   states = fit_members(vstep, states, (x, x_emb), ic.epsilons, range(start, tc.iterations), ckpt,

@@ -85,7 +85,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
 
   states = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(cfg.seed), k))
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  states, start = ckpt.restore_or_start(states, resume)
+  states, start = ckpt.restore_or_start(states, resume, tc.iterations, "train.iterations")
   states = fit_members(vstep, states, (jnp.asarray(data), jnp.asarray(exemplars)), ic.epsilons,
                        range(start, tc.iterations), ckpt, tc.checkpoint_every_iterations, out / "metrics.jsonl",
                        jax.random.PRNGKey(cfg.seed + 1))

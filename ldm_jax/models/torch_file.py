@@ -10,6 +10,7 @@ as nested dicts of numpy arrays.
 from __future__ import annotations
 
 import collections
+import math
 import pathlib
 import pickle
 import zipfile
@@ -36,13 +37,39 @@ class _StorageType:
     self.dtype = np.dtype(_STORAGE_DTYPES[name])
 
 
+def _check_layout(storage: np.ndarray, offset, size, stride) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+  """Refuses a tensor whose view would read outside its storage (a hostile or corrupt file must not make
+  `as_strided` read foreign memory); returns (offset, size, stride) as ints."""
+  def ints(xs, what):
+    if not isinstance(xs, (tuple, list)) or not all(isinstance(x, int) and not isinstance(x, bool) for x in xs):
+      raise TorchFileError(f"tensor {what} {xs!r} is not a tuple of integers")
+    return tuple(xs)
+  if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+    raise TorchFileError(f"tensor storage offset {offset!r} is not a non-negative integer")
+  size, stride = ints(size, "size"), ints(stride, "stride")
+  if len(size) != len(stride) or any(x < 0 for x in size + stride):
+    raise TorchFileError(f"tensor size {size} and stride {stride} do not describe a tensor")
+  n = len(storage)
+  if 0 in size:
+    return offset, size, stride
+  extent = offset + sum((sz - 1) * st for sz, st in zip(size, stride)) + 1
+  if extent > n or math.prod(size) > n:
+    raise TorchFileError(f"tensor of size {size}, stride {stride} and offset {offset} needs {max(extent, math.prod(size))} "
+                         f"elements; its storage holds {n} (corrupt or hostile file)")
+  return offset, size, stride
+
+
 def _rebuild_tensor(storage: np.ndarray, offset: int, size, stride, *unused) -> np.ndarray:
   del unused
-  item = storage.itemsize
+  offset, size, stride = _check_layout(storage, offset, size, stride)
   if not size:
+    if offset >= len(storage):
+      raise TorchFileError(f"scalar tensor at offset {offset} is outside its storage of {len(storage)} elements")
     return storage[offset].copy()
-  view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
-                                         strides=tuple(s * item for s in stride))
+  if 0 in size:
+    return np.zeros(size, storage.dtype)
+  view = np.lib.stride_tricks.as_strided(storage[offset:], shape=size,
+                                         strides=tuple(s * storage.itemsize for s in stride))
   return np.array(view)
 
 
@@ -75,10 +102,16 @@ class _Unpickler(pickle.Unpickler):
   def persistent_load(self, pid):
     if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
       raise TorchFileError(f"unknown persistent id {pid!r}")
-    _, storage_type, key, _device, _numel = pid[:5]
+    _, storage_type, key, _device, numel = pid[:5]
+    if not isinstance(storage_type, _StorageType):
+      raise TorchFileError(f"storage {key!r} has no tensor storage type")
     if key not in self._storages:
       dtype = storage_type.dtype.newbyteorder("<" if self._byteorder == "little" else ">")
-      self._storages[key] = np.frombuffer(self._blobs(key), dtype).astype(storage_type.dtype)
+      blob = self._blobs(key)
+      if not isinstance(numel, int) or len(blob) != numel * dtype.itemsize:
+        raise TorchFileError(f"storage {key!r}: {len(blob)} bytes where {numel!r} elements of {dtype.itemsize} "
+                             "bytes were declared (corrupt or hostile file)")
+      self._storages[key] = np.frombuffer(blob, dtype).astype(storage_type.dtype)
     return self._storages[key]
 
 

@@ -179,7 +179,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False):
   state = init(jax.random.PRNGKey(cfg.seed), images[:2], strokes[:2])
   random_variables = jax.tree.map(jnp.copy, {"params": state["params"], "batch_stats": state["batch_stats"]})
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  state, start = ckpt.restore_or_start(state, resume)
+  state, start = ckpt.restore_or_start(state, resume, tc.steps, "train.steps")
   base = jax.random.PRNGKey(cfg.seed + 1)
   with open(out / "metrics.jsonl", "a") as f:
     for step in range(start, tc.steps):

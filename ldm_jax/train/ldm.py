@@ -76,6 +76,9 @@ def _latent_data(cfg, train: dict[str, Any]):
     raise ValueError(f"the RAEs in {cfg.ldm.rae_workdir} take {rae_cfg.data.image_size}px images; "
                      f"data.image_size is {cfg.data.image_size}")
   chosen = list(cfg.ldm.rae_members) or list(range(len(rae_members)))
+  rae_summary = pathlib.Path(cfg.ldm.rae_workdir, "summary.json")
+  rae_diverged = ({i for i, m in enumerate(json.loads(rae_summary.read_text())["members"]) if m.get("diverged")}
+                  if rae_summary.exists() else set())
   encode = rae_job.encode_fn(rae_model)
   images = jnp.asarray(train["images"])
   latents, members = [], []
@@ -83,7 +86,8 @@ def _latent_data(cfg, train: dict[str, Any]):
     z = np.asarray(encode(rae_vars[i], images))
     mean, std = latent_scaling(z)
     latents.append((z - mean) / std)
-    members.append({**rae_members[i], "rae_member": i, "latent_mean": mean, "latent_std": std})
+    members.append({**rae_members[i], "rae_member": i, "latent_mean": mean, "latent_std": std,
+                    "rae_diverged": i in rae_diverged})
   k = len(chosen)
   data = pipeline.LatentSplit(latents=jnp.asarray(np.stack(latents), jnp.float32),
                               labels=jnp.tile(jnp.asarray(train["labels"], jnp.int32), (k, 1)),
@@ -100,6 +104,10 @@ def _spec(cfg, space: str, latent_dim: int, member: dict, rae: dict | None) -> d
     spec.update(rae_config=rae["config"].to_dict(), rae_num_classes=rae["run"]["num_classes"],
                 rae_workdir=str(cfg.ldm.rae_workdir))
   return spec
+
+
+def _fmt(x) -> str:
+  return "—" if x is None else f"{x:.4f}"
 
 
 def first_and_last_loss(workdir, member: int) -> tuple[float, float]:
@@ -157,6 +165,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                        tx=tx, hparams={"member": jnp.arange(len(members))}, members=members, data=data,
                        resume=resume, desc=f"ldm-{space}", member_data=space == "latent")
 
+  diverged = loop.diverged_members(workdir)
+  for i, member in enumerate(members):   # travels in every export's spec, so the evaluation sees it
+    member["diverged"] = i in diverged or bool(member.get("rae_diverged"))
   schedule = diffusion.schedule_from_config(cfg.diffusion)
   summary = {"space": space, "unet": cfg.ldm.unet, "guidance": cfg.sample.guidance, "sampler": cfg.sample.sampler,
              "members": []}
@@ -177,8 +188,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     first, last = first_and_last_loss(workdir, i)
     summary["members"].append({**member, "loss_first_epoch": first, "loss_last_epoch": last, **scores,
                                "nonfinite_steps": int(states.nonfinite_steps[i])})
-    log.info("%s: denoising loss %.4f → %.4f; own exemplar nearest %.3f (chance %.3f) in pixels%s", member["name"],
-             first, last, scores["pixel_nearest"], scores["chance_nearest"],
-             f", {scores['latent_nearest']:.3f} in the latent" if "latent_nearest" in scores else "")
+    log.info("%s: denoising loss %s → %s; own exemplar nearest %.3f (chance %.3f) in pixels%s%s", member["name"],
+             _fmt(first), _fmt(last), scores["pixel_nearest"], scores["chance_nearest"],
+             f", {scores['latent_nearest']:.3f} in the latent" if "latent_nearest" in scores else "",
+             " (DIVERGED)" if member["diverged"] else "")
   distributed.write_text(workdir / "summary.json", json.dumps(summary, indent=1))
   return summary

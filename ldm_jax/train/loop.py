@@ -42,6 +42,21 @@ class MetricsWriter:
       f.write(json.dumps(record) + "\n")
 
 
+def epoch_record(metrics: dict[str, np.ndarray], member: int, steps: int) -> dict[str, Any]:
+  """Member `member`'s epoch metrics as JSON values: an epoch with no finite step has no loss to report, so its
+  means are None (null), never the 0.0 that a mean over zero finite steps would give."""
+  record = {k: float(np.asarray(v)[member]) for k, v in metrics.items()}
+  if record["nonfinite_steps"] >= steps:
+    record.update({k: None for k in record if k not in ("nonfinite_steps", "epoch_seconds")})
+  return record
+
+
+def diverged_members(workdir: str | pathlib.Path) -> set[int]:
+  """Members of a run with at least one epoch in which no step was finite: their parameters stopped training
+  (the sweep keeps the last finite ones), so their scores describe a broken model. Read from `metrics.jsonl`."""
+  return {r["member"] for r in read_metrics(workdir) if r.get("loss", 0.0) is None}
+
+
 def read_metrics(workdir: str | pathlib.Path, member: int | None = None) -> list[dict]:
   """Metric records of a run (of one member if given)."""
   lines = (pathlib.Path(workdir) / "metrics.jsonl").read_text().splitlines()
@@ -78,6 +93,11 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
       raise checkpoint.ExistingRunError(
           f"{workdir} already holds checkpoints (latest epoch {ckpt.latest_epoch()}): pass --resume to continue "
           f"that run, or choose another --workdir")
+    latest = ckpt.latest_epoch()
+    if latest > tc.epochs:
+      raise checkpoint.ConfigMismatchError(
+          f"{workdir} holds a checkpoint at epoch {latest}, past train.epochs={tc.epochs}: resume with "
+          f"--config.train.epochs={latest} or more (the results would otherwise be those of epoch {latest})")
     states, start = ckpt.restore(checkpoint.abstract_like(states))
     log.info("resumed from epoch %d", start)
   distributed.write_text(workdir / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
@@ -97,13 +117,13 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
     metrics = jax.device_get(metrics)
     metrics["epoch_seconds"] = np.full(k, time.perf_counter() - t0)  # the first epoch includes compilation
     diverged = []
+    steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
     for i, member in enumerate(members):
-      record = {k_: float(np.asarray(v)[i]) for k_, v in metrics.items()}
+      record = epoch_record(metrics, i, steps)
       writer.write({"epoch": epoch, "member": i, **member, **record})
       if record["nonfinite_steps"] > 0:
-        log.warning("member %d (%s): %d non-finite steps skipped in epoch %d", i, member.get("name", ""),
-                    int(record["nonfinite_steps"]), epoch)
-      steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
+        log.warning("member %d (%s): %d of %d steps non-finite (skipped) in epoch %d", i, member.get("name", ""),
+                    int(record["nonfinite_steps"]), steps, epoch)
       if record["nonfinite_steps"] >= steps:
         diverged.append(i)
     if epoch % every == 0 or epoch == tc.epochs:

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import augment, data as data_lib, distributed, regularizers as R
+from ldm_jax import augment, config_checks, data as data_lib, distributed, regularizers as R
 from ldm_jax.data import pipeline
 from ldm_jax.eval.oneshot import nearest_exemplar_accuracy
 from ldm_jax.models.rae import RAE, REGULARIZERS
@@ -42,18 +42,14 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> RAE:
 
 
 def sweep_members(cfg: ml_collections.ConfigDict) -> tuple[list[dict[str, Any]], np.ndarray]:
-  """Member descriptions and their β matrix [K, 6]: `rae.beta` with `sweep.regularizer` set to each sweep value."""
-  base = np.array([float(cfg.rae.beta[r]) for r in REGULARIZERS], np.float32)
-  values = tuple(cfg.sweep.betas) or (None,)
-  members, betas = [], []
-  for v in values:
-    b = base.copy()
-    if v is not None:
-      b[REGULARIZERS.index(cfg.sweep.regularizer)] = v
+  """Member descriptions and their β matrix [K, 6]: `rae.beta` with `sweep.regularizer` set to each sweep value
+  (inactive terms 0). A sweep of an inactive regularizer, or one with identical members, is refused."""
+  betas = config_checks.sweep_betas(cfg.rae, cfg.sweep)
+  members = []
+  for b in betas:
     beta = {r: float(x) for r, x in zip(REGULARIZERS, b) if r in cfg.rae.regularizers}
     members.append({"name": ",".join(f"{r}={x:g}" for r, x in beta.items()) or "none", "beta": beta})
-    betas.append(b)
-  return members, np.stack(betas)
+  return members, np.array(betas, np.float32)
 
 
 def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams):
@@ -182,30 +178,33 @@ def load_member(workdir: str | pathlib.Path, member: int):
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict[str, Any]:
+  members, betas = sweep_members(cfg)
   train = load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
   test = load_split(cfg, cfg.data.eval_split)
   num_classes = int(train["labels"].max()) + 1
   model = build_model(cfg, num_classes)
-  members, betas = sweep_members(cfg)
   spe = pipeline.steps_per_epoch(len(train["labels"]), cfg.train.batch_size)
   if spe == 0:
     raise ValueError(f"batch_size {cfg.train.batch_size} exceeds the {len(train['labels'])} training drawings")
   tx = make_optimizer(cfg, spe)
   init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
-  pathlib.Path(workdir).mkdir(parents=True, exist_ok=True)
-  distributed.write_text(pathlib.Path(workdir, "run.json"),
-                         json.dumps({"num_classes": num_classes, "steps_per_epoch": spe}))
   states, _ = loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg), tx=tx,
                        hparams={"beta": jnp.asarray(betas)}, members=members, data=pipeline.to_device(train),
                        resume=resume, desc="rae")
+  # Written once training has run: a run refused for its workdir (fit raises first) leaves the old run.json.
+  distributed.write_text(pathlib.Path(workdir, "run.json"),
+                         json.dumps({"num_classes": num_classes, "steps_per_epoch": spe}))
   accs = evaluate_sweep(model, states, cfg, pipeline.to_device(test))
   last = {r["member"]: r for r in loop.read_metrics(workdir) if r["epoch"] == cfg.train.epochs}
+  diverged = loop.diverged_members(workdir)
   summary = {"members": [{**m, "oneshot_accuracy": a, "recon": last.get(i, {}).get("recon"),
-                          "nonfinite_steps": int(jax.device_get(states.nonfinite_steps[i]))}
+                          "nonfinite_steps": int(jax.device_get(states.nonfinite_steps[i])),
+                          "diverged": i in diverged}
                          for i, (m, a) in enumerate(zip(members, accs))],
              "n_way": cfg.eval.n_way, "episodes": cfg.eval.episodes, "eval_split": cfg.data.eval_split}
   distributed.write_text(pathlib.Path(workdir, "summary.json"), json.dumps(summary, indent=1))
   for m in summary["members"]:
-    log.info("%s: %d-way 1-shot nearest-exemplar accuracy %.3f, recon %.2f", m["name"], cfg.eval.n_way,
-             m["oneshot_accuracy"], m["recon"] or float("nan"))
+    log.info("%s: %d-way 1-shot nearest-exemplar accuracy %.3f, recon %s%s", m["name"], cfg.eval.n_way,
+             m["oneshot_accuracy"], "—" if m["recon"] is None else f"{m['recon']:.2f}",
+             " (DIVERGED: no finite step in an epoch; not a trained model)" if m["diverged"] else "")
   return summary

@@ -1,0 +1,67 @@
+"""Config values checked before a job loads data or writes a file: each failure is one line naming the key.
+
+`validate(config)` walks the config and every nested job config (the demo's stages): run lengths and batch sizes
+must be positive, enumerated options known, and a β sweep must vary an active regularizer into distinct members.
+Key and type errors are caught earlier, by the locked config (`ldm_jax.main`).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.train.precision import COMPUTE_DTYPES
+from ldm_jax.train.sweep import SWEEP_MODES
+
+RUN_LENGTH_KEYS = ("epochs", "iterations", "steps")
+POSITIVE_KEYS = ("batch_size", *RUN_LENGTH_KEYS)
+
+
+class ConfigError(ValueError):
+  """A config value that would fail (or silently mislead) later; the message names the key."""
+
+
+def _check_train(train: ml_collections.ConfigDict, prefix: str) -> None:
+  for key in POSITIVE_KEYS:
+    if key in train and not train[key] > 0:
+      raise ConfigError(f"{prefix}train.{key} must be positive, got {train[key]!r}")
+  if "sweep_mode" in train and train.sweep_mode not in SWEEP_MODES:
+    raise ConfigError(f"{prefix}train.sweep_mode must be one of {SWEEP_MODES}, got {train.sweep_mode!r}")
+  if "compute_dtype" in train and train.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"{prefix}train.compute_dtype must be one of {COMPUTE_DTYPES}, got {train.compute_dtype!r}")
+  if "keep_checkpoints" in train and train.keep_checkpoints < 1:
+    raise ConfigError(f"{prefix}train.keep_checkpoints must be at least 1, got {train.keep_checkpoints!r}")
+
+
+def sweep_betas(rae: ml_collections.ConfigDict, sweep: ml_collections.ConfigDict) -> list[tuple[float, ...]]:
+  """The β vector (in `REGULARIZERS` order) of every member of an RAE sweep; refuses a sweep that would train
+  something other than what it names: an unknown or inactive swept regularizer, or two identical members."""
+  active = tuple(rae.regularizers)
+  unknown = [r for r in active if r not in REGULARIZERS]
+  if unknown:
+    raise ConfigError(f"rae.regularizers: unknown {unknown}; known: {REGULARIZERS}")
+  values = tuple(sweep.betas)
+  if values and sweep.regularizer not in active:
+    raise ConfigError(f"sweep.regularizer={sweep.regularizer!r} is not in rae.regularizers={active}: the sweep "
+                      f"would vary the β of an inactive term (set --config.sweep.regularizer to one of {active})")
+  base = [float(rae.beta[r]) if r in active else 0.0 for r in REGULARIZERS]
+  betas = []
+  for v in values or (None,):
+    b = list(base)
+    if v is not None:
+      b[REGULARIZERS.index(sweep.regularizer)] = float(v)
+    betas.append(tuple(b))
+  if len(set(betas)) < len(betas):
+    raise ConfigError(f"sweep.betas={values} gives identical members (repeated β for {sweep.regularizer})")
+  return betas
+
+
+def validate(config: ml_collections.ConfigDict, prefix: str = "") -> None:
+  """Raises ConfigError on the first inconsistent value of `config` (and of its nested job configs)."""
+  if "train" in config:
+    _check_train(config.train, prefix)
+  if config.get("job") == "rae" or ("rae" in config and "sweep" in config):
+    sweep_betas(config.rae, config.sweep)
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict) and "job" in value:
+      validate(value, f"{prefix}{key}.")

@@ -1,0 +1,193 @@
+"""The README's guarantees: no silent wrong number, no run that damages another run, errors a user can act on.
+
+Each test reproduces one failure case on real code paths (tiny configs, real data where data is involved).
+"""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_main
+
+_BUILD = """
+import sys
+from ldm_jax import data
+d = data.load("clickme", "train", build_dir=sys.argv[1])
+print(len(d["labels"]), int(d["images"].sum()))
+"""
+
+
+def _python(code, *args, **kw):
+  return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.real_data
+def test_two_processes_building_one_dataset_both_read_it(tmp_path):
+  procs = [_python(_BUILD, str(tmp_path / "build")) for _ in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-2000:]
+  assert outs[0][0] == outs[1][0] and outs[0][0].split()[0] == "250"
+
+
+@pytest.mark.real_data
+def test_a_killed_build_leaves_nothing_a_later_build_trips_on(tmp_path):
+  build = tmp_path / "build"
+  proc = _python(_BUILD, str(build))
+  deadline = time.time() + 300
+  while not list(build.rglob("incomplete.*")) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.01)
+  assert proc.poll() is None, "the build finished before it could be interrupted"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert list(build.rglob("incomplete.*"))             # the debris of the killed build
+  again = _python(_BUILD, str(build))
+  out, err = again.communicate(timeout=600)
+  assert again.returncode == 0, err[-2000:]
+  assert out.split()[0] == "250" and not list(build.rglob("incomplete.*"))
+
+
+# --- a busy workdir ---------------------------------------------------------------------------------------------
+
+_HOLD = """
+import sys, time
+from ldm_jax import workdir
+with workdir.hold(sys.argv[1]):
+  print("held", flush=True)
+  time.sleep(600)
+"""
+
+
+def test_a_workdir_is_held_by_one_job_and_a_killed_holder_is_taken_over(tmp_path):
+  from ldm_jax import workdir
+  holder = _python(_HOLD, str(tmp_path / "w"))
+  assert holder.stdout.readline().strip() == "held"
+  try:
+    with pytest.raises(workdir.WorkdirBusyError, match=f"in use by pid {holder.pid} on "):
+      with workdir.hold(tmp_path / "w"):
+        pass
+    out = run_main("--config=configs/rae.py:omniglot,tiny", f"--workdir={tmp_path}/w", timeout=120)
+    assert out.returncode == 2 and f"in use by pid {holder.pid}" in out.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [".lock"]    # the second job did nothing
+  finally:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+  with workdir.hold(tmp_path / "w") as held:                # the stale lock of the killed job is taken over
+    assert json.loads((held / ".lock").read_text())["pid"] == os.getpid()
+    with workdir.hold(tmp_path / "w"):                       # re-entrant within one process
+      pass
+
+
+# --- errors a user can act on: one line, exit 2, before any work ------------------------------------------------
+
+TINY_RAE = "--config=configs/rae.py:omniglot,tiny"
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.rae.no_such_key=1", "unknown config key 'rae.no_such_key' .* keys under 'rae': barlow_lambda"),
+    ("--config.train.batch_size=0", "train.batch_size must be positive, got 0"),
+    ("--config.train.sweep_mode=fast", "train.sweep_mode must be one of"),
+    ("--config.rae.regularizers=('kl',)", "sweep.regularizer='prototype' is not in rae.regularizers=\\('kl',\\)"),
+])
+def test_config_errors_are_one_line_before_anything_is_written(tmp_path, override, message):
+  import re
+  out = run_main(TINY_RAE, override, f"--workdir={tmp_path}/w", timeout=120)
+  lines = out.stderr.strip().splitlines()
+  assert out.returncode == 2 and len(lines) == 1 and re.search(message, lines[0]), out.stderr[-3000:]
+  assert not (tmp_path / "w").exists()
+
+
+def test_config_values_are_checked_in_every_job_and_stage():
+  import importlib
+  from ldm_jax import config_checks
+  for job in ("rae", "ldm", "critics", "evaluate", "imle", "imle_oneshot", "sketch", "demo"):
+    config_checks.validate(importlib.import_module(f"configs.{job}").get_config())   # the shipped configs pass
+  demo = importlib.import_module("configs.demo").get_config()
+  demo.ldm_job.train.epochs = 0
+  with pytest.raises(config_checks.ConfigError, match="^ldm_job.train.epochs must be positive"):
+    config_checks.validate(demo)
+  sketch = importlib.import_module("configs.sketch").get_config()
+  sketch.train.steps = -5
+  with pytest.raises(config_checks.ConfigError, match="train.steps must be positive"):
+    config_checks.validate(sketch)
+  rae = importlib.import_module("configs.rae").get_config("omniglot,reg=kl")
+  rae.sweep.betas = (1e-3, 1e-3)
+  with pytest.raises(config_checks.ConfigError, match="identical members"):
+    config_checks.validate(rae)
+  rae.sweep.betas = ()                                     # no sweep: one member of the configured β
+  assert config_checks.sweep_betas(rae.rae, rae.sweep) == [(rae.rae.beta.kl, 0.0, 0.0, 0.0, 0.0, 0.0)]
+
+
+# --- corrupt archives -------------------------------------------------------------------------------------------
+
+def _rewrite_zip(src, dst, change):
+  import zipfile
+  with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+    for i, info in enumerate(zin.infolist()):
+      name, data = change(i, info.filename, zin.read(info))
+      zout.writestr(name, data)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("case", ["not_png", "folders"])
+def test_an_image_zip_with_a_foreign_member_is_refused_naming_it(tmp_path, case):
+  from conftest import SHARED_DATA
+  from ldm_jax.data import DataError, sources
+  data_dir = tmp_path / "data"
+  (data_dir / "omniglot").mkdir(parents=True)
+  src = pathlib.Path(os.environ.get("LDM_JAX_DATA_DIR", SHARED_DATA)) / "omniglot" / "images_evaluation.zip"
+  if case == "not_png":
+    change = lambda i, n, d: (n, b"this is not an image\n" if i == 500 else d)
+    message = "is not a PNG file"
+  else:
+    change = lambda i, n, d: (n.replace("images_evaluation/", "evaluation_images/"), d)
+    message = "wrongly named folders"
+  _rewrite_zip(src, data_dir / "omniglot" / "images_evaluation.zip", change)
+  with pytest.raises(DataError, match=message):
+    sources.fetch(sources.OMNIGLOT_EVALUATION, str(data_dir), download=False)
+
+
+# --- a diverged member is never a result ------------------------------------------------------------------------
+
+@pytest.mark.real_data
+def test_a_diverged_member_is_marked_everywhere_and_never_best(tmp_path):
+  from ldm_jax.train import loop
+  out = run_main(TINY_RAE, "--config.sweep.betas=(0.0,1e38)", "--config.data.max_train_examples=320",
+                 "--config.train.batch_size=32", "--config.eval.episodes=10", f"--workdir={tmp_path}/w")
+  assert out.returncode == 0, out.stderr[-3000:]
+  for r in loop.read_metrics(tmp_path / "w", member=1):    # every step non-finite: no loss to report, not 0.0
+    assert r["loss"] is None and r["recon"] is None and r["nonfinite_steps"] == 10
+  assert all(r["loss"] > 0 for r in loop.read_metrics(tmp_path / "w", member=0))
+  summary = json.loads((tmp_path / "w" / "summary.json").read_text())
+  assert [m["diverged"] for m in summary["members"]] == [False, True]
+  assert summary["members"][1]["recon"] is None and summary["members"][1]["nonfinite_steps"] == 20
+  assert loop.diverged_members(tmp_path / "w") == {1}
+
+
+def _point(name, reg, beta, ori, rec, kind="ldm", diverged=False):
+  return {"name": name, "kind": kind, "regularizer": reg, "beta": beta, "originality": ori, "recognizability": rec,
+          "diverged": diverged}
+
+
+def test_diverged_models_are_excluded_from_closest_fits_and_marked_in_tables(tmp_path):
+  from ldm_jax.eval import evaluate
+  results = [_point("humans", "", 0.0, 0.5, 0.9, kind="human"),
+             _point("a", "prototype", 1.0, 0.4, 0.5), _point("b", "prototype", 10.0, 0.3, 0.6),
+             _point("c", "prototype", 100.0, 0.2, 0.7), _point("d", "prototype", 1000.0, 0.5, 0.9, diverged=True)]
+  evaluate.place_points(results)
+  by = {r["name"]: r for r in results}
+  assert by["d"]["distance_to_human"] == 0.0 and not by["d"].get("closest")   # on the human point, yet no result
+  assert by["a"]["closest"] and sum(bool(r.get("closest")) for r in results) == 1
+  fits = evaluate.parametric_fits(results)
+  assert set(fits) == {"prototype"}                        # three non-diverged β: a fit, without the diverged one
+  evaluate.write_table(tmp_path / "t.md", results)
+  table = (tmp_path / "t.md").read_text()
+  assert "| d (DIVERGED: not a trained model) |" in table and "| a (closest) |" in table
