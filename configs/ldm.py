@@ -24,6 +24,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "rae_workdir": "",     # a trained RAE sweep (configs/rae.py); required in latent space
       "rae_members": (),     # () = a diffusion model for every RAE of the sweep; else their indices
       "conv_impl": "auto",   # pixel-space denoiser's convolutions
+      "kl_latent": "sample",  # a KL RAE's latents: 'sample' (Eq. 6, the authors' code) | 'mean'; VQ: codewords
   })
   c.diffusion = common.diffusion_config()
   c.train = common.ldm_train_config()

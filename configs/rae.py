@@ -38,7 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if qd:
     c.train.lr_decay_every_epochs = 0
   c.mesh = common.mesh_config()
-  c.eval = ml_collections.ConfigDict({"n_way": 20, "episodes": 500})
+  # One-shot accuracy on the latents the decoder was trained on (KL: 'sample' | 'mean'; VQ: codewords).
+  c.eval = ml_collections.ConfigDict({"n_way": 20, "episodes": 500, "kl_latent": "sample"})
   if a.tiny:
     c.data.max_train_examples = 1280
     c.sweep.betas = (0.0, 1.0)

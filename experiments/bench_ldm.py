@@ -39,7 +39,7 @@ def latents_for(k: int, n: int, d: int) -> pipeline.LatentSplit:
   zs = []
   for i in range(k):
     variables = model.init(jax.random.PRNGKey(i), jnp.zeros((2, 48, 48, 1)), False)
-    z = np.asarray(encode(variables, jnp.asarray(split["images"][rows])))
+    z = np.asarray(encode(variables, jnp.asarray(split["images"][rows]), jax.random.PRNGKey(0)))
     zs.append((z - z.mean()) / z.std())
   return pipeline.LatentSplit(latents=jnp.asarray(np.stack(zs)), labels=jnp.tile(jnp.asarray(labels), (k, 1)),
                               exemplar_index=jnp.tile(jnp.asarray(ex, jnp.int32), (k, 1)))

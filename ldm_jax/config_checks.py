@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.models.rae import KL_LATENTS, REGULARIZERS
 from ldm_jax.train.precision import COMPUTE_DTYPES
 from ldm_jax.train.sweep import SWEEP_MODES
 
@@ -60,6 +60,10 @@ def validate(config: ml_collections.ConfigDict, prefix: str = "") -> None:
   """Raises ConfigError on the first inconsistent value of `config` (and of its nested job configs)."""
   if "train" in config:
     _check_train(config.train, prefix)
+  for name, section in config.items():
+    if isinstance(section, ml_collections.ConfigDict) and "kl_latent" in section \
+        and section.kl_latent not in KL_LATENTS:
+      raise ConfigError(f"{prefix}{name}.kl_latent must be one of {KL_LATENTS}, got {section.kl_latent!r}")
   if config.get("job") == "rae" or ("rae" in config and "sweep" in config):
     sweep_betas(config.rae, config.sweep)
   for key, value in config.items():

@@ -22,7 +22,7 @@ import orbax.checkpoint as ocp
 from ldm_jax import diffusion, distributed, manifest, sampling
 from ldm_jax.data import pipeline
 from ldm_jax.models.pixel_denoiser import PixelDenoiser
-from ldm_jax.models.rae import RAE
+from ldm_jax.models.rae import decode_latents, encode_latents
 from ldm_jax.models.unet1d import build_unet
 
 SPACES = ("latent", "pixel")
@@ -37,6 +37,7 @@ class LDM:
   latent_std: jax.Array         # scalar (1 in pixel space)
   denoiser: Any = flax.struct.field(pytree_node=False)
   rae: Any = flax.struct.field(pytree_node=False)
+  kl_latent: str = flax.struct.field(pytree_node=False, default="sample")   # a KL RAE's latents: 'sample' | 'mean'
 
   @property
   def space(self) -> str:
@@ -61,22 +62,26 @@ def denoiser_eps_fn(denoiser):
 # --- images ↔ the sampler's space -------------------------------------------------------------------------------
 
 @jax.jit
-def encode(ldm: LDM, images_u8: jax.Array) -> jax.Array:
-  """uint8 [N, H, W] → standardised latents [N, d] (latent space) or images in [−1, 1] [N, H, W, 1] (pixels)."""
+def encode(ldm: LDM, images_u8: jax.Array, key: jax.Array | None = None) -> jax.Array:
+  """uint8 [N, H, W] → standardised latents [N, d] (latent space) or images in [−1, 1] [N, H, W, 1] (pixels).
+
+  The latents are the ones the RAE's decoder was trained on (`models.rae.encode_latents`): codewords with VQ, a
+  posterior sample with KL (drawn with `key`; the mean with `kl_latent='mean'` or no key).
+  """
   if ldm.rae is None:
     return pipeline.to_float(images_u8) * 2.0 - 1.0
-  mean = pipeline.map_in_chunks(lambda x: ldm.rae.apply(ldm.rae_variables, pipeline.to_float(x), False, method=RAE.encode)[0],
-                    images_u8)
-  return (mean - ldm.latent_mean) / ldm.latent_std
+  kl_latent = ldm.kl_latent if key is not None else "mean"
+  z = encode_latents(ldm.rae, ldm.rae_variables, images_u8, key if key is not None else jax.random.PRNGKey(0),
+                     kl_latent)
+  return (z - ldm.latent_mean) / ldm.latent_std
 
 
 @jax.jit
 def decode(ldm: LDM, x: jax.Array) -> jax.Array:
-  """The sampler's output → images [N, H, W] in [0, 1]."""
+  """The sampler's output → images [N, H, W] in [0, 1] (latents snapped to the codebook first with VQ)."""
   if ldm.rae is None:
     return jnp.clip((x[..., 0] + 1.0) / 2.0, 0.0, 1.0)
-  z = x * ldm.latent_std + ldm.latent_mean
-  return pipeline.map_in_chunks(lambda zs: ldm.rae.apply(ldm.rae_variables, zs, False, method=RAE.decode), z)[..., 0]
+  return decode_latents(ldm.rae, ldm.rae_variables, x * ldm.latent_std + ldm.latent_mean)
 
 
 class NonFiniteSamplesError(FloatingPointError):
@@ -95,7 +100,7 @@ def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1
   """
   exemplars_u8 = jnp.asarray(exemplars_u8)
   c = exemplars_u8.shape[0]
-  cond = encode(ldm, exemplars_u8)
+  cond = encode(ldm, exemplars_u8, jax.random.fold_in(key, 1))   # the sampler keeps `key` itself
   cond_rep = jnp.repeat(cond, n, axis=0)                  # [C·n, ...], exemplar-major
   sample_fn = _sampler(ldm.denoiser, sampler, ddim_steps)
   codes = sampling.chunked(sample_fn, ldm.denoiser_params, ldm.schedule, cond_rep, key, guidance, chunk)
@@ -162,7 +167,7 @@ def load(path: str | pathlib.Path) -> tuple[LDM, dict]:
   dc = ml_collections.ConfigDict(spec["diffusion"])
   ldm = LDM(denoiser_params=tree["denoiser"], schedule=diffusion.schedule_from_config(dc),
             rae_variables=tree.get("rae"), latent_mean=tree["latent_mean"], latent_std=tree["latent_std"],
-            denoiser=denoiser, rae=rae)
+            denoiser=denoiser, rae=rae, kl_latent=spec.get("kl_latent", "sample"))
   return ldm, spec
 
 

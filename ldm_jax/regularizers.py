@@ -26,6 +26,17 @@ def kl_loss(mean: jax.Array, logvar: jax.Array) -> jax.Array:
   return jnp.mean(jnp.sum(-0.5 * (1.0 + logvar - jnp.square(mean) - jnp.exp(logvar)), axis=-1))
 
 
+def vq_snap(z: jax.Array, codebook: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(zq [B, d], codes [B, d/s]): every `code_dim` sub-vector of z replaced by its nearest codeword (exactly)."""
+  b, d = z.shape
+  s = codebook.shape[1]
+  flat = z.reshape(b, d // s, s)
+  dist = (jnp.sum(jnp.square(flat), -1, keepdims=True) - 2 * flat @ codebook.T
+          + jnp.sum(jnp.square(codebook), -1))                     # [B, d/s, K]
+  codes = jnp.argmin(dist, axis=-1)
+  return codebook[codes].reshape(b, d), codes
+
+
 def vq_quantize(z: jax.Array, codebook: jax.Array, codebook_weight: float = 1.0):
   """Snap every `code_dim` sub-vector of z to its nearest codeword (Eq. 10, Algo. 1).
 
@@ -37,13 +48,7 @@ def vq_quantize(z: jax.Array, codebook: jax.Array, codebook_weight: float = 1.0)
     (z_st, loss, codes): the straight-through quantized latents [B, d] (value zq, gradient identity on z), the
     quantization loss ‖sg(zq) − z‖² + w·‖zq − sg(z)‖² (means over elements, Eq. 12) and the code indices [B, d/s].
   """
-  b, d = z.shape
-  s = codebook.shape[1]
-  flat = z.reshape(b, d // s, s)
-  dist = (jnp.sum(jnp.square(flat), -1, keepdims=True) - 2 * flat @ codebook.T
-          + jnp.sum(jnp.square(codebook), -1))                     # [B, d/s, K]
-  codes = jnp.argmin(dist, axis=-1)
-  zq = codebook[codes].reshape(b, d)
+  zq, codes = vq_snap(z, codebook)
   loss = jnp.mean(jnp.square(sg(zq) - z)) + codebook_weight * jnp.mean(jnp.square(zq - sg(z)))
   z_st = z + sg(zq - z)  # Algo. 1 line 5: straight-through estimator
   return z_st, loss, codes

@@ -265,7 +265,9 @@ def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(train
   from ldm_jax import manifest
   from ldm_jax.eval import evaluate
   eval_dir = tmp_path / "eval"
-  first = _evaluate(trained, eval_dir, ldm_dirs=(trained / "ldm",))
+  small = ("--config.evaluate.max_classes=6", "--config.evaluate.samples_per_class=4",
+           "--config.evaluate.human_per_class=4")
+  first = _evaluate(trained, eval_dir, ldm_dirs=(trained / "ldm",), extra=small)
   assert first.returncode == 0, first.stderr[-2000:]
   cache = eval_dir / "samples" / "ldm_prototype=1.npz"
   with np.load(cache) as z:
@@ -276,7 +278,7 @@ def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(train
   model, spec = ldm_lib.load(other / "models" / "1")
   ldm_lib.save(other / "models" / "1", model.replace(denoiser_params=jax.tree.map(lambda p: p * 0.5,
                                                                                  model.denoiser_params)), spec)
-  again = _evaluate(trained, eval_dir, ldm_dirs=(other,))
+  again = _evaluate(trained, eval_dir, ldm_dirs=(other,), extra=small)
   assert again.returncode == 0, again.stderr[-2000:]
   with np.load(cache) as z:
     after, provenance = z["images"], json.loads(str(z["provenance"]))
@@ -288,7 +290,7 @@ def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(train
   # Same model, another guidance weight: generated anew too; same settings again: the cache is read back.
   info = {"name": "ldm_prototype=1", "path": str(other / "models" / "1")}
   cfg = __import__("configs.evaluate", fromlist=["x"]).get_config("omniglot,tiny").evaluate
-  cfg.guidance = 2.0
+  cfg.update(max_classes=6, samples_per_class=4, human_per_class=4, guidance=2.0)
   ex = np.load(cache)["exemplars"]
   assert evaluate._cached(cache, evaluate.sample_provenance(info, ex, cfg)) is None
   cfg.guidance = 1.0

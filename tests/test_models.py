@@ -91,3 +91,46 @@ def test_perspective_homography_maps_corners():
   h = augment.homography_from_points(src, dst)
   p = jnp.concatenate([src, jnp.ones((4, 1))], 1) @ h.T
   np.testing.assert_allclose(p[:, :2] / p[:, 2:], dst, atol=1e-5)
+
+
+@pytest.mark.real_data
+def test_latents_are_the_ones_the_decoder_was_trained_on(omniglot_test):
+  """VQ: codewords going in (encode) and coming out (decode snaps a continuous sample); KL: a posterior sample
+  μ + σ·ε, or μ on request; the LDM's encode/decode use the same latents."""
+  from ldm_jax import diffusion, ldm as ldm_lib
+  from ldm_jax.models.rae import decode_latents, encode_latents
+  from ldm_jax.models.unet1d import build_unet
+  images = jnp.asarray(omniglot_test["images"][:64])
+  key = jax.random.PRNGKey(3)
+  both = RAE(latent_dim=16, regularizers=("kl", "vq"), vq_codes=8, vq_code_dim=4, conv_impl="xla")
+  v = both.init(jax.random.PRNGKey(0), jnp.zeros((2, 48, 48, 1)), False)
+  codebook = np.asarray(v["params"]["codebook"]["codebook"])
+  mean, logvar = both.apply(v, images.astype(jnp.float32)[..., None] / 255.0, False, method=RAE.encode)
+  z = np.asarray(encode_latents(both, v, images, key))
+  sub = z.reshape(-1, 4)
+  assert np.all(np.any(np.all(sub[:, None] == codebook[None], -1), -1))      # every sub-vector is a codeword
+  continuous = np.asarray(mean) + 0.3                                          # e.g. a diffusion sample
+  snapped = np.asarray(both.apply(v, jnp.asarray(continuous), method=RAE.snap))
+  np.testing.assert_array_equal(decode_latents(both, v, jnp.asarray(continuous)),
+                                both.apply(v, jnp.asarray(snapped), False, method=RAE.decode)[..., 0])
+  kl = RAE(latent_dim=16, regularizers=("kl",), conv_impl="xla")
+  vk = kl.init(jax.random.PRNGKey(0), jnp.zeros((2, 48, 48, 1)), False)
+  mean, logvar = kl.apply(vk, images.astype(jnp.float32)[..., None] / 255.0, False, method=RAE.encode)
+  np.testing.assert_array_equal(encode_latents(kl, vk, images, key, "mean"), mean)
+  sample = jax.jit(lambda k: encode_latents(kl, vk, images, k))
+  draws = np.stack([np.asarray(sample(jax.random.PRNGKey(s))) for s in range(64)])
+  sigma = np.exp(0.5 * np.asarray(logvar))
+  # 64 draws: the sample mean is within 5 standard errors of μ, the sample std within 30 % of σ
+  assert np.all(np.abs(draws.mean(0) - mean) < 5 * sigma / 8) and np.all(np.abs(draws.std(0) / sigma - 1) < 0.3)
+  # The LDM encodes exemplars to the same latents and decodes through the snap.
+  unet = build_unet("small", 16)
+  params = unet.init(key, jnp.zeros((2, 16)), jnp.zeros((2, 16)), jnp.zeros((2,), jnp.int32))["params"]
+  model = ldm_lib.LDM(denoiser_params=params, schedule=diffusion.make_schedule(timesteps=10), rae_variables=v,
+                      latent_mean=jnp.float32(0.1), latent_std=jnp.float32(2.0), denoiser=unet, rae=both)
+  cond = np.asarray(ldm_lib.encode(model, images, key))
+  want = np.asarray(encode_latents(both, v, images, key))
+  # (z − 0.1) / 2 · 2 + 0.1: three float32 roundings of values ≤ max|z| + 0.1
+  np.testing.assert_allclose(cond * 2.0 + 0.1, want, atol=3 * float(np.finfo(np.float32).eps) * (np.abs(want).max() + 0.1))
+  out = ldm_lib.generate(model, images[:3], 2, key)
+  codes = out["codes"].reshape(6, 16) * 2.0 + 0.1
+  np.testing.assert_array_equal(out["images"].reshape(6, 48, 48), decode_latents(both, v, jnp.asarray(codes)))

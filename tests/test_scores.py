@@ -90,3 +90,24 @@ def test_parametric_fit_recovers_a_quadratic_in_log_beta():
   np.testing.assert_allclose(r, 1 - 0.1 * grid, atol=1e-8)
   with pytest.raises(ValueError, match="β > 0"):
     scores.parametric_fit([0.0, 1.0, 2.0], [1, 2, 3], [1, 2, 3])
+
+
+def test_models_are_identified_by_their_full_beta_vector_and_curves_by_the_swept_beta():
+  from ldm_jax.eval import evaluate
+  ldm = lambda **betas: {"kind": "ldm", "betas": betas}
+  fig4 = [ldm(kl=1e-3, prototype=b) for b in (1.0, 10.0, 100.0)]
+  other_partner = [ldm(kl=1e-2, prototype=b) for b in (1.0, 10.0)]
+  single = [ldm(vq=b) for b in (1.0, 5.0, 20.0)]
+  models = evaluate.assign_curves([*fig4, *other_partner, *single, ldm(), {"kind": "pixel", "betas": {}}])
+  assert [m["beta"] for m in fig4] == [1.0, 10.0, 100.0] and {m["swept"] for m in fig4} == {"prototype"}
+  assert {m["regularizer"] for m in fig4} == {"kl=0.001+prototype"}           # two KL partners: two curves
+  assert {m["regularizer"] for m in other_partner} == {"kl=0.01+prototype"}
+  assert [m["beta"] for m in single] == [1.0, 5.0, 20.0] and {m["regularizer"] for m in single} == {"vq"}
+  assert models[-2]["regularizer"] == "none" and "swept" not in models[-1]
+  alone = evaluate.assign_curves([ldm(kl=1e-3, prototype=b) for b in (1.0, 10.0, 100.0)])
+  assert {m["regularizer"] for m in alone} == {"kl+prototype"}                # one partner: the plain label
+  results = [{"name": "h", "kind": "human", "regularizer": "", "beta": 0.0, "originality": 0.5,
+              "recognizability": 0.9}]
+  results += [{**m, "name": str(i), "originality": 0.1 * i, "recognizability": 0.5} for i, m in enumerate(alone)]
+  evaluate.place_points(results)
+  assert set(evaluate.parametric_fits(results)) == {"kl+prototype"}           # three distinct swept β: a fit

@@ -31,16 +31,40 @@ from ldm_jax.train import rae as rae_job
 log = logging.getLogger(__name__)
 
 
-def regularizer_of(member: dict) -> tuple[str, float]:
-  """('none' | 'kl' | 'kl+prototype' ..., β of the first active regularizer) from an RAE member description."""
-  active = {r: b for r, b in (member.get("beta") or {}).items() if b > 0}
-  if not active:
-    return "none", 0.0
-  return "+".join(active), float(next(iter(active.values())))
+def active_betas(member: dict) -> dict[str, float]:
+  """A model's identity: the β of every active (β > 0) regularizer of its RAE, in the RAE's order."""
+  return {r: float(b) for r, b in (member.get("beta") or {}).items() if b > 0}
+
+
+def assign_curves(models: list[dict]) -> list[dict]:
+  """Each latent model's curve (`regularizer`) and its swept `beta`, from the full β vectors of all models.
+
+  Models with the same active set form a group; the regularizer whose β takes the most values within the group is
+  the swept one (Fig. 4: the prototype β beside a fixed KL/VQ/SimCLR/Barlow β). A curve is the set of models that differ only in
+  the swept β, so two sweeps with different fixed partners are two curves, labelled with the partner's β.
+  """
+  groups: dict[tuple, list[dict]] = {}
+  for m in models:
+    if m["kind"] == "ldm":
+      groups.setdefault(tuple(m["betas"]), []).append(m)
+  for regs, group in groups.items():
+    if not regs:
+      for m in group:
+        m["regularizer"], m["beta"], m["swept"] = "none", 0.0, ""
+      continue
+    distinct = {r: len({m["betas"][r] for m in group}) for r in regs}
+    swept = max(regs, key=lambda r: distinct[r])      # the swept β takes the most values (first on a tie)
+    fixed = lambda m: tuple((r, m["betas"][r]) for r in regs if r != swept)
+    several = len({fixed(m) for m in group}) > 1
+    for m in group:
+      m["swept"], m["beta"] = swept, m["betas"][swept]
+      m["regularizer"] = "+".join(r if r == swept or not several else f"{r}={m['betas'][r]:g}" for r in regs)
+  return models
 
 
 def discover_models(ldm_workdirs) -> list[dict]:
-  """Every exported model of the given LDM job workdirs, with a unique name and its regularizer and β."""
+  """Every exported model of the given LDM job workdirs, with a unique name, its full β vector (`betas`), its
+  curve (`regularizer`) and swept β (`assign_curves`)."""
   found = []
   for wd in ldm_workdirs:
     models = sorted((pathlib.Path(wd) / "models").glob("*/ldm.json"), key=lambda p: int(p.parent.name))
@@ -49,13 +73,12 @@ def discover_models(ldm_workdirs) -> list[dict]:
     for spec_path in models:
       spec = json.loads(spec_path.read_text())
       member = spec.get("member", {})
-      if spec["space"] == "pixel":
-        reg, beta, name = "none", 0.0, "pixel"
-      else:
-        reg, beta = regularizer_of(member)
-        name = "ldm_" + member.get("name", spec_path.parent.name)
-      found.append({"name": name, "kind": "pixel" if spec["space"] == "pixel" else "ldm", "regularizer": reg,
-                    "beta": beta, "path": str(spec_path.parent), "diverged": bool(member.get("diverged"))})
+      pixel = spec["space"] == "pixel"
+      found.append({"name": "pixel" if pixel else "ldm_" + member.get("name", spec_path.parent.name),
+                    "kind": "pixel" if pixel else "ldm", "regularizer": "none", "beta": 0.0,
+                    "betas": {} if pixel else active_betas(member), "path": str(spec_path.parent),
+                    "diverged": bool(member.get("diverged"))})
+  assign_curves(found)
   seen: dict[str, int] = {}
   for m in found:                              # two sweeps may both hold e.g. 'prototype=0'
     seen[m["name"]] = seen.get(m["name"], 0) + 1

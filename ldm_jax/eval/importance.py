@@ -53,6 +53,7 @@ def ldm_decode_fn(model: LDM):
   """Standardised latents [B, d] → decoded images [B, H, W] (the RAE decoder in eval mode, differentiable)."""
   if model.rae is None:
     raise ValueError("feature-importance maps need a latent LDM (the pixel baseline has no decoder)")
+  # No codebook snap: it is piecewise constant (a zero Jacobian), which is why VQ models have no maps (§5.2).
   return lambda x: model.rae.apply(model.rae_variables, x * model.latent_std + model.latent_mean, False,
                                    method=RAE.decode)[..., 0]
 
@@ -61,7 +62,7 @@ def ldm_decode_fn(model: LDM):
 def ldm_importance_maps(model: LDM, exemplars_u8: jax.Array, key: jax.Array, guidance, weighting: str = "score"):
   """One φ map [N, H, W] (and the sample [N, H, W] it came with) per exemplar image, all in one batch."""
   from ldm_jax import ldm as ldm_lib
-  cond = ldm_lib.encode(model, exemplars_u8)
+  cond = ldm_lib.encode(model, exemplars_u8, jax.random.fold_in(key, 1))
   decode = ldm_decode_fn(model)
   x0, phi = importance_sample(model.eps_fn, decode, model.denoiser_params, model.schedule, cond, key, guidance,
                               weighting)

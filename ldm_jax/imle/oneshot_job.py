@@ -17,12 +17,11 @@ import numpy as np
 import optax
 
 from ldm_jax import checkpoint
-from ldm_jax.data import pipeline
 from ldm_jax.eval import scores
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, conditional
 from ldm_jax.imle.job import fit_members
-from ldm_jax.models.rae import RAE
+from ldm_jax.models.rae import RAE, decode_latents
 from ldm_jax.train import rae as rae_job
 
 log = logging.getLogger(__name__)
@@ -38,10 +37,8 @@ def class_table(split: dict, latents: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def _decode_fn(model: RAE):
-  @jax.jit
-  def decode(variables, z):
-    return pipeline.map_in_chunks(lambda zs: model.apply(variables, zs, False, method=RAE.decode), z)[..., 0]
-  return decode
+  """jit: latents → images, snapped to the codebook first with VQ (`models.rae.decode_latents`)."""
+  return jax.jit(lambda variables, z: decode_latents(model, variables, z))
 
 
 @functools.lru_cache(maxsize=4)
@@ -68,7 +65,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   variables = rae_vars[ic.rae_member]
   encode, decode = rae_job.encode_fn(rae_model), _decode_fn(rae_model)
   train = rae_job.load_split(rae_cfg, rae_cfg.data.split, cfg.data.max_train_examples)
-  z_train = np.asarray(encode(variables, jnp.asarray(train["images"])))
+  z_train = np.asarray(encode(variables, jnp.asarray(train["images"]), jax.random.PRNGKey(cfg.seed)))
   mean, std = float(z_train.mean()), float(z_train.std())
   data, exemplars = class_table(train, (z_train - mean) / std)
   latent_dim = data.shape[-1]
@@ -93,7 +90,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   test = rae_job.load_split(rae_cfg, rae_cfg.data.eval_split)
   classes = min(ec.classes, len(test["exemplar_index"]))
   ex_images = test["images"][test["exemplar_index"][:classes]]
-  e_test = (np.asarray(encode(variables, jnp.asarray(ex_images))) - mean) / std
+  e_test = (np.asarray(encode(variables, jnp.asarray(ex_images), jax.random.PRNGKey(cfg.seed + 1))) - mean) / std
   noise = jax.random.normal(jax.random.PRNGKey(cfg.seed + 2), (classes * ec.samples_per_class, ic.noise_dim))
   records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
   members_out, sets = [], {}

@@ -15,7 +15,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ldm_jax.data import pipeline
 from ldm_jax.models.layers import Conv, StridedConv, UpConv
+from ldm_jax.regularizers import reparameterize, vq_snap
 
 REGULARIZERS = ("kl", "vq", "classification", "prototype", "simclr", "barlow")
 
@@ -128,6 +130,12 @@ class RAE(nn.Module):
   def get_codebook(self):
     return self.codebook()
 
+  def snap(self, z):
+    """With VQ the decoder only ever saw codewords: z snapped to the codebook; otherwise z itself."""
+    if "vq" not in self.regularizers:
+      return z
+    return vq_snap(z, self.get_codebook().astype(z.dtype))[0]
+
   def classify(self, z):
     return self.classifier(z)
 
@@ -154,3 +162,31 @@ class RAE(nn.Module):
     if "barlow" in self.regularizers:
       self.project_barlow(mean, train)
     return self.decode(mean, train)
+
+
+KL_LATENTS = ("sample", "mean")
+
+
+def encode_latents(model: RAE, variables, images_u8: jax.Array, key: jax.Array, kl_latent: str = "sample",
+                   chunk: int = 500) -> jax.Array:
+  """uint8 images [N, H, W] → the latents [N, d] the decoder was trained on (eval mode, in chunks): the encoder
+  mean; with KL a posterior sample μ + σ·ε (Eq. 6; `kl_latent='mean'` keeps μ); with VQ snapped to the codebook
+  (after sampling, as in training)."""
+  if kl_latent not in KL_LATENTS:
+    raise ValueError(f"kl_latent must be one of {KL_LATENTS}, got {kl_latent!r}")
+
+  def stats(xs):
+    mean, logvar = model.apply(variables, pipeline.to_float(xs), False, method=RAE.encode)
+    return jnp.stack([mean, jnp.zeros_like(mean) if logvar is None else logvar], 1)
+
+  out = pipeline.map_in_chunks(stats, images_u8, chunk)
+  mean, logvar = out[:, 0], out[:, 1]
+  z = reparameterize(key, mean, logvar) if "kl" in model.regularizers and kl_latent == "sample" else mean
+  return model.apply(variables, z, method=RAE.snap)
+
+
+def decode_latents(model: RAE, variables, z: jax.Array, chunk: int = 500) -> jax.Array:
+  """Latents [N, d] → images [N, H, W] in [0, 1]: snapped to the codebook first with VQ (a diffusion sample is
+  continuous; the decoder saw only codewords), then decoded in eval mode, in chunks."""
+  z = model.apply(variables, z, method=RAE.snap)
+  return pipeline.map_in_chunks(lambda c: model.apply(variables, c, False, method=RAE.decode), z, chunk)[..., 0]

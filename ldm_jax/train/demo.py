@@ -13,13 +13,13 @@ import json
 import logging
 import pathlib
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ldm_jax.data import pipeline
 from ldm_jax.eval.figures import write_grid
-from ldm_jax.models.rae import RAE
+from ldm_jax.models.rae import RAE, decode_latents, encode_latents
 from ldm_jax.eval import evaluate
 from ldm_jax.train import critics, ldm, rae
 
@@ -27,9 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def reconstruct(model: RAE, variables, images_u8: np.ndarray) -> np.ndarray:
-  x = pipeline.to_float(jnp.asarray(images_u8))
-  mean, _ = model.apply(variables, x, False, method=RAE.encode)
-  return np.asarray(model.apply(variables, mean, False, method=RAE.decode))[..., 0]
+  """Decoded encoder means (codewords with VQ)."""
+  z = encode_latents(model, variables, jnp.asarray(images_u8), jax.random.PRNGKey(0), kl_latent="mean")
+  return np.asarray(decode_latents(model, variables, z))
 
 
 def _stage_done(workdir: pathlib.Path) -> bool:

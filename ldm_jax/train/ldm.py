@@ -79,11 +79,11 @@ def _latent_data(cfg, train: dict[str, Any]):
   rae_summary = pathlib.Path(cfg.ldm.rae_workdir, "summary.json")
   rae_diverged = ({i for i, m in enumerate(json.loads(rae_summary.read_text())["members"]) if m.get("diverged")}
                   if rae_summary.exists() else set())
-  encode = rae_job.encode_fn(rae_model)
+  encode = rae_job.encode_fn(rae_model, cfg.ldm.kl_latent)
   images = jnp.asarray(train["images"])
   latents, members = [], []
-  for i in chosen:
-    z = np.asarray(encode(rae_vars[i], images))
+  for i in chosen:   # the latents each decoder was trained on: codewords (VQ), one posterior sample (KL)
+    z = np.asarray(encode(rae_vars[i], images, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), i)))
     mean, std = latent_scaling(z)
     latents.append((z - mean) / std)
     members.append({**rae_members[i], "rae_member": i, "latent_mean": mean, "latent_std": std,
@@ -98,6 +98,7 @@ def _latent_data(cfg, train: dict[str, Any]):
 
 def _spec(cfg, space: str, latent_dim: int, member: dict, rae: dict | None) -> dict:
   spec = {"space": space, "unet": cfg.ldm.unet, "latent_dim": latent_dim, "image_size": cfg.data.image_size,
+          "kl_latent": cfg.ldm.kl_latent,
           "conv_impl": rae_job.resolve_conv_impl(cfg.ldm.conv_impl), "diffusion": cfg.diffusion.to_dict(),
           "member": member}
   if rae is not None:
@@ -177,7 +178,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                         rae_variables=rae["variables"][i] if rae else None,
                         latent_mean=jnp.float32(member.get("latent_mean", 0.0)),
                         latent_std=jnp.float32(member.get("latent_std", 1.0)), denoiser=denoiser,
-                        rae=rae["model"] if rae else None)
+                        rae=rae["model"] if rae else None, kl_latent=cfg.ldm.kl_latent)
     ldm_lib.save(workdir / "models" / str(i), model, _spec(cfg, space, latent_dim, member, rae))
     scores, samples = evaluate_member(model, cfg, test, jax.random.PRNGKey(cfg.sample.seed))
     if distributed.is_primary():  # every process sampled the same; one writes

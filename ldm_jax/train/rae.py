@@ -20,7 +20,7 @@ import optax
 from ldm_jax import augment, config_checks, data as data_lib, distributed, regularizers as R
 from ldm_jax.data import pipeline
 from ldm_jax.eval.oneshot import nearest_exemplar_accuracy
-from ldm_jax.models.rae import RAE, REGULARIZERS
+from ldm_jax.models.rae import RAE, REGULARIZERS, encode_latents
 from ldm_jax.train import loop, precision, sweep
 
 log = logging.getLogger(__name__)
@@ -132,24 +132,20 @@ def load_split(cfg: ml_collections.ConfigDict, split: str, limit: int = 0) -> di
   return d
 
 
-def encode_fn(model: RAE):
-  """jit: (variables, uint8 images [N, H, W]) → encoder means [N, d], in eval mode, in chunks of 500."""
-
-  @jax.jit
-  def encode(variables, images_u8):
-    return pipeline.map_in_chunks(
-        lambda xs: model.apply(variables, pipeline.to_float(xs), False, method=RAE.encode)[0], images_u8)
-
-  return encode
+def encode_fn(model: RAE, kl_latent: str = "sample"):
+  """jit: (variables, uint8 images [N, H, W], key) → the latents [N, d] the decoder was trained on (codewords with
+  VQ, a posterior sample with KL unless kl_latent='mean'), in eval mode, in chunks of 500."""
+  return jax.jit(lambda variables, images_u8, key: encode_latents(model, variables, images_u8, key, kl_latent))
 
 
 def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.DeviceSplit) -> list[float]:
-  """20-way 1-shot nearest-exemplar accuracy in each member's latent space (test classes)."""
-  encode = encode_fn(model)
+  """20-way 1-shot nearest-exemplar accuracy in each member's latent space (test classes), on the latents its
+  decoder was trained on."""
+  encode = encode_fn(model, cfg.eval.get("kl_latent", "sample"))
   accs = []
   for i in range(states.step.shape[0]):
     st = sweep.take_member(states, i)
-    z = encode({"params": st.params, "batch_stats": st.batch_stats}, test.images)
+    z = encode({"params": st.params, "batch_stats": st.batch_stats}, test.images, jax.random.PRNGKey(cfg.seed))
     accs.append(float(nearest_exemplar_accuracy(z, test, jax.random.PRNGKey(cfg.seed), n_way=cfg.eval.n_way,
                                                 episodes=cfg.eval.episodes)))
   return accs
