@@ -22,6 +22,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = common.data_config(a.dataset)
   c.evaluate = ml_collections.ConfigDict({
       "critics_workdir": "",       # a finished critics job (configs/critics.py)
+      "critics_torch": (),         # or the authors' PyTorch critics: ("protonet.pt", "simclr.pt") (judge.py)
       "ldm_workdirs": (),          # finished LDM jobs: every model in <dir>/models/* is scored
       "sample_files": (),          # npz files (images [C, n, H, W], exemplars [C, H, W]) of any other model
       "samples_per_class": 50,     # generated samples per test exemplar

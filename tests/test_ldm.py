@@ -331,3 +331,19 @@ def test_a_corrupted_checkpoint_is_refused_before_it_is_restored(trained, tmp_pa
     rae.load_member(work, 1)
   out = run_main(*RAE_TINY, "--config.train.epochs=3", "--resume", f"--workdir={work}")
   assert out.returncode == 2 and "does not match its checksum" in out.stderr.strip().splitlines()[-1]
+
+
+def test_evaluate_job_judges_with_published_torch_critic_files(trained, tmp_path):
+  from test_critics import _torch_like_state_dict, _write_torch_zip
+  _write_torch_zip(tmp_path / "proto.pt", _torch_like_state_dict("metric", seed=1))
+  _write_torch_zip(tmp_path / "simclr.pt", _torch_like_state_dict("projection", seed=2))
+  out = run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={tmp_path}/eval",
+                 f"--config.evaluate.critics_torch=('{tmp_path}/proto.pt','{tmp_path}/simclr.pt')",
+                 f"--config.evaluate.sample_files=('{trained}/ldm/samples_1.npz',)",
+                 "--config.evaluate.max_classes=6", "--config.evaluate.human_per_class=4")
+  assert out.returncode == 0, out.stderr[-3000:]
+  summary = json.loads((tmp_path / "eval" / "scores.json").read_text())
+  assert summary["critics"] == {"kind": "torch", "recognizer": f"{tmp_path}/proto.pt",
+                                "featurizer": f"{tmp_path}/simclr.pt"}
+  assert {p["name"] for p in summary["points"]} == {"humans", "samples_1"}
+  assert (tmp_path / "eval" / "table.md").read_text().startswith("Critics: the published PyTorch critics")

@@ -187,8 +187,9 @@ def parametric_fits(results: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarr
   return fits
 
 
-def write_table(path: pathlib.Path, results: list[dict]) -> None:
-  lines = ["| model | regularizer | β | originality | originality (norm.) | recognizability | distance to human |",
+def write_table(path: pathlib.Path, results: list[dict], critics: dict | None = None) -> None:
+  lines = [f"Critics: {_describe(critics)}.", ""] if critics else []
+  lines += ["| model | regularizer | β | originality | originality (norm.) | recognizability | distance to human |",
            "|---|---|---|---|---|---|---|"]
   for r in sorted(results, key=lambda r: r["distance_to_human"]):
     mark = " (closest)" if r.get("closest") else " (DIVERGED: not a trained model)" if r.get("diverged") else ""
@@ -196,6 +197,12 @@ def write_table(path: pathlib.Path, results: list[dict]) -> None:
                  f"{r['originality']:.3f} | {r['originality_norm']:.3f} | {r['recognizability']:.3f} | "
                  f"{r['distance_to_human']:.3f} |")
   path.write_text("\n".join(lines) + "\n")
+
+
+def _describe(critics: dict) -> str:
+  if critics["kind"] == "torch":
+    return f"the published PyTorch critics ({critics['recognizer']}, {critics['featurizer']})"
+  return f"trained by ldm_jax ({critics['workdir']})"
 
 
 def write_regularizer_grid(path: pathlib.Path, results: list[dict], sets: dict, classes: int, rows: int) -> None:
@@ -264,7 +271,14 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   out.mkdir(parents=True, exist_ok=True)
   if not ec.ldm_workdirs and not ec.sample_files:
     raise ValueError("nothing to evaluate: set evaluate.ldm_workdirs and/or evaluate.sample_files")
-  judges = judge.load_judges(ec.critics_workdir)
+  if ec.critics_torch:   # the authors' published critics, read from their PyTorch files
+    if len(ec.critics_torch) != 2:
+      raise ValueError("evaluate.critics_torch takes two files: (ProtoNet .pt, SimCLR .pt)")
+    judges = judge.load_torch_judges(*ec.critics_torch)
+    critics_used = {"kind": "torch", "recognizer": str(ec.critics_torch[0]), "featurizer": str(ec.critics_torch[1])}
+  else:
+    judges = judge.load_judges(ec.critics_workdir)
+    critics_used = {"kind": "ldm_jax", "workdir": str(ec.critics_workdir)}
   models = discover_models(ec.ldm_workdirs)
   test = rae_job.load_split(cfg, cfg.data.eval_split)
   human_images, exemplars = judge.human_set(test, ec.human_per_class, ec.max_classes)
@@ -291,14 +305,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   place_points(results)
   figures.write_originality_recognizability(out / "originality_recognizability.png", results,
                                             parametric_fits(results), title=cfg.data.name)
-  write_table(out / "table.md", results)
+  write_table(out / "table.md", results, critics_used)
   for name, s in sets.items():
     grid = [s["exemplars"][: ec.grid_classes] / 255.0] + [
         s["images"][: ec.grid_classes, j] / (255.0 if s["images"].dtype == np.uint8 else 1.0)
         for j in range(min(ec.grid_rows, s["images"].shape[1]))]
     figures.write_grid(out / f"samples_{_safe(name)}.png", grid, ["exemplar"] + [""] * (len(grid) - 1), title=name)
   write_regularizer_grid(out / "samples_by_regularizer.png", results, sets, ec.grid_classes, ec.grid_rows)
-  summary = {"data": cfg.data.name, "classes": int(len(exemplars)), "samples_per_class": ec.samples_per_class,
+  summary = {"data": cfg.data.name, "critics": critics_used, "classes": int(len(exemplars)),
+             "samples_per_class": ec.samples_per_class,
              "n_way": results[0]["n_way"], "points": [_jsonable(r) for r in results]}
   if cfg.importance.enabled:
     summary["importance"] = importance_study(cfg, out, results)

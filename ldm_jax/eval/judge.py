@@ -64,6 +64,34 @@ def check_set(name: str, samples, exemplars) -> None:
                            f"(range {per_image.min():.3g}..{per_image.max():.3g}); nothing was scored")
 
 
+TORCH_CRITIC_SIZE = 50    # the authors' Omniglot critics take 50×50 images
+
+
+def load_torch_judges(recognizer_pt: str | pathlib.Path, featurizer_pt: str | pathlib.Path) -> Judges:
+  """The authors' published Omniglot critics straight from their PyTorch files (no torch needed): the one-shot
+  ProtoNet (`metric_layer.*`) as the recognizer and the SimCLR network (`projection.0.*`) as the featurizer.
+
+  Input preparation (the paper's evaluation code, `critic_input`): each drawing, strokes bright, is resized
+  bilinearly to 50×50, min-max scaled per image and binarised at 0.3; ProtoNet scores use its 128-d metric
+  embeddings, originality the SimCLR network's 256-d features before its projection head.
+
+  Raises:
+    ValueError: a file holds the other critic (a SimCLR head given as the recognizer, or the reverse).
+  """
+  from ldm_jax.models import critics as critic_models
+  from ldm_jax.train import critics
+  judges = []
+  for path, want in ((recognizer_pt, "metric"), (featurizer_pt, "projection")):
+    variables, head = critic_models.import_torch_state_dict(path)
+    if head != want:
+      raise ValueError(f"{path} holds a {head!r} critic; expected the {want!r} one here "
+                       "(critics_torch = (ProtoNet file, SimCLR file))")
+    model = critic_models.Conv4Critic(head=head)
+    judges.append((critics.embed_fn(model, want == "metric", TORCH_CRITIC_SIZE), variables))
+  (proto, pv), (simclr, sv) = judges
+  return Judges(recognizer=lambda x: proto(pv, x), featurizer=lambda x: simclr(sv, x))
+
+
 def _as_float(images) -> jax.Array:
   images = jnp.asarray(images)
   return images.astype(jnp.float32) / 255.0 if images.dtype == jnp.uint8 else images.astype(jnp.float32)

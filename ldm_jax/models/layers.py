@@ -13,15 +13,53 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-IMPLS = ("xla", "s2d", "matmul")
+IMPLS = ("xla", "s2d", "matmul", "vjp")
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)
+
+
+@jax.custom_vjp
+def conv_valid_vjp(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 VALID NHWC × HWIO convolution whose backward pass is two more NHWC × HWIO convolutions.
+
+  XLA:CPU rewrites autodiff's transposed-layout convolutions (`b01f_01oi`, `f01b_i01o`) into its fast kernels
+  only outside loops (ConvCanonicalization runs on the entry computation), so inside an epoch's `lax.scan` they
+  fall back to a slow generic emitter (jax#12868). Written out with explicit transposes, every convolution of
+  the step is in the one layout the fast kernels take, inside a scan too.
+  """
+  return _conv(x, kernel)
+
+
+def _conv_valid_fwd(x, kernel):
+  return _conv(x, kernel), (x, kernel)
+
+
+def _conv_valid_bwd(res, dy):
+  x, kernel = res
+  kh, kw = kernel.shape[:2]
+  # dx = full correlation of dy with the spatially flipped kernel, in/out channels swapped.
+  dy_pad = jnp.pad(dy, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
+  dx = _conv(dy_pad, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+  # dk[i, j, ci, co] = Σ_{b,h,w} x[b, h+i, w+j, ci]·dy[b, h, w, co]: batch and channels swap roles.
+  dk = _conv(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3))      # [ci, kh, kw, co]
+  return dx, dk.transpose(1, 2, 0, 3).astype(kernel.dtype)
+
+
+conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
 def conv_valid(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """Stride-1 VALID cross-correlation, NHWC × HWIO. 'matmul' gathers the kh·kw shifted views (im2col) and does
   one matmul: XLA:CPU runs that fast everywhere, while its convolutions slow down badly inside loops (lax.scan)
-  and under vmap (grouped convolutions)."""
+  and under vmap (grouped convolutions). 'vjp' keeps convolutions but writes their gradients as convolutions in
+  the same layout (`conv_valid_vjp`)."""
+  if impl == "vjp":
+    return conv_valid_vjp(x, kernel)
   if impl != "matmul":
-    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return _conv(x, kernel)
   kh, kw, cin, cout = kernel.shape
   ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   patches = jnp.concatenate([x[:, i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)], axis=-1)
