@@ -4,6 +4,8 @@
 
 Results (one JSON line each):
   * rae_conv_<impl>: images/s of one model's training epoch (lax.scan) with each conv implementation vs 'xla'.
+  * rae_vs_pytorch_<impl>: the same epoch vs a straightforward PyTorch RAE step (experiments/torch_rae.py), when
+    torch is installed (the `bench` extra).
   * rae_sweep_K<k>_<mode>_<impl>[_contrastive]: images/s summed over the K members when they train as one sweep
     ('vmap', 'map' or 'sequential' = one compiled member epoch dispatched K times) vs K separate single-model runs
     (whose total rate is the single-model rate), with/without the SimCLR augmentations.
@@ -45,6 +47,43 @@ def epoch_runner(cfg, train, k: int, sweep_mode: str):
   return run, spe * cfg.train.batch_size * k
 
 
+def torch_threads() -> int:
+  return os.cpu_count() or 1
+
+
+def torch_throughput(train, batch: int, repeats: int) -> float | None:
+  """Images/s of the same model and step in PyTorch (CPU, all cores), over the same drawings; None without torch."""
+  try:
+    import torch
+  except ImportError:
+    print("# PyTorch not installed: `pip install -e .[bench]` for the PyTorch reference line", file=sys.stderr)
+    return None
+  import numpy as np
+  import time
+  from experiments.torch_rae import TorchRAE, make_step
+  torch.set_num_threads(torch_threads())
+  torch.manual_seed(0)
+  images = torch.from_numpy(np.asarray(train["images"], np.float32)[:, None] / 255.0)
+  exemplars = images[torch.from_numpy(np.asarray(train["exemplar_index"])[np.asarray(train["labels"])])]
+  model = TorchRAE().train()
+  step = make_step(model)
+  spe = len(images) // batch
+  perm = torch.randperm(len(images))
+
+  def epoch():
+    for i in range(spe):
+      rows = perm[i * batch:(i + 1) * batch]
+      step(images[rows], exemplars[rows])
+
+  epoch()   # warm-up
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    epoch()
+    times.append(time.perf_counter() - t)
+  return spe * batch / sorted(times)[len(times) // 2]
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
@@ -63,12 +102,19 @@ def main():
     run, images = epoch_runner(c, train, k, mode)
     return images / seconds_per_call(run, repeats=repeats)  # summed over the K models
 
-  impls = ("xla", "s2d", "matmul")
+  impls = ("xla", "s2d", "matmul", "vjp")
   per_impl = {impl: throughput(1, "vmap", impl) for impl in impls}
   for impl in impls[1:]:
     emit(f"rae_conv_{impl}", "xla convolutions", f"{impl} convolutions", "images/s", per_impl["xla"],
          per_impl[impl], batch=cfg.train.batch_size)
   best = max(per_impl, key=per_impl.get)
+  auto = rae.resolve_conv_impl("auto")
+  torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
+  if torch_rate is not None:
+    for impl in sorted({auto, best}):
+      emit(f"rae_vs_pytorch_{impl}", "PyTorch RAE step (experiments/torch_rae.py)",
+           f"ldm_jax scanned epoch ({impl})", "images/s", torch_rate, per_impl[impl], batch=cfg.train.batch_size,
+           torch_threads=torch_threads())
   ks = (4,) if args.quick else (4, 8)
   modes = ("sequential", "map", "vmap") if on_cpu else ("vmap", "sequential")
   # Under vmap a convolution becomes a grouped convolution, a matmul a batched matmul: measure both layouts.

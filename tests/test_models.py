@@ -22,7 +22,7 @@ def test_parameter_counts_match_table_1():
   assert abs(n_params(v["params"]) - 1.08e6) / 1.08e6 < 0.01
 
 
-@pytest.mark.parametrize("impl", ["s2d", "matmul"])
+@pytest.mark.parametrize("impl", ["s2d", "matmul", "vjp"])
 def test_conv_implementations_are_exact_with_gradients(impl):
   k = jax.random.normal(jax.random.PRNGKey(0), (4, 4, 3, 5))
   for h, p in ((48, 1), (12, 2), (7, 1)):
@@ -36,6 +36,20 @@ def test_conv_implementations_are_exact_with_gradients(impl):
   np.testing.assert_allclose(g(x, k, impl), g(x, k, "xla"), rtol=1e-4)
   for a, b in zip(jax.grad(g, (0, 1))(x, k, impl), jax.grad(g, (0, 1))(x, k, "xla")):
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("kh,cin,cout,h", [(2, 4, 16, 25), (2, 64, 128, 4), (3, 128, 256, 8), (4, 16, 1, 51)])
+def test_custom_vjp_convolution_gradients_equal_autodiff(kh, cin, cout, h):
+  """The kernel sizes and channel counts the RAE's layers reduce to (s2d 2×2, sub-pixel 3×3, the 4×4 output conv).
+  Each gradient entry sums ≤ B·H·W·kh² products; two float32 orders of that sum differ by ≲ ε·terms·max|g|."""
+  x = jax.random.normal(jax.random.PRNGKey(h), (2, h, h, cin))
+  k = jax.random.normal(jax.random.PRNGKey(kh), (kh, kh, cin, cout)) / np.sqrt(kh * kh * cin)
+  w = jax.random.normal(jax.random.PRNGKey(7), (2, h - kh + 1, h - kh + 1, cout))
+  f = lambda x, k, impl: jnp.sum(w * layers.conv_valid(x, k, impl))
+  eps = float(np.finfo(np.float32).eps)
+  for got, want in zip(jax.grad(f, (0, 1))(x, k, "vjp"), jax.grad(f, (0, 1))(x, k, "xla")):
+    terms = 2 * h * h * kh * kh * max(cin, cout)
+    np.testing.assert_allclose(got, want, atol=eps * terms * float(jnp.abs(want).max()))
 
 
 def test_conv_transpose_matches_pytorch_definition():
