@@ -145,8 +145,9 @@ def save(path: str | pathlib.Path, ldm: LDM, spec: dict) -> None:
     manifest.write(path)   # verified by `load`: a corrupted or truncated export is an error, not garbage
 
 
-def load(path: str | pathlib.Path) -> tuple[LDM, dict]:
-  """(LDM, spec) from a directory written by `save`; every file is checked against the export's manifest first.
+def load(path: str | pathlib.Path, verify: bool = True) -> tuple[LDM, dict]:
+  """(LDM, spec) from a directory written by `save`; every file is checked against the export's manifest first
+  (`verify=False` only for a caller that has just verified it).
 
   Raises:
     FileNotFoundError: `path` holds no export.
@@ -156,7 +157,8 @@ def load(path: str | pathlib.Path) -> tuple[LDM, dict]:
   path = pathlib.Path(path).absolute()
   if not (path / "ldm.json").exists():
     raise FileNotFoundError(f"{path} holds no exported LDM (no ldm.json): exports are <ldm workdir>/models/<i>")
-  manifest.verify(path, f"LDM export {path}")
+  if verify:
+    manifest.verify(path, f"LDM export {path}")
   spec = json.loads((path / "ldm.json").read_text())
   denoiser = build_denoiser(spec["space"], spec["unet"], spec["latent_dim"], spec.get("conv_impl", "s2d"))
   rae = None

@@ -79,7 +79,6 @@ def load_torch_judges(recognizer_pt: str | pathlib.Path, featurizer_pt: str | pa
     ValueError: a file holds the other critic (a SimCLR head given as the recognizer, or the reverse).
   """
   from ldm_jax.models import critics as critic_models
-  from ldm_jax.train import critics
   judges = []
   for path, want in ((recognizer_pt, "metric"), (featurizer_pt, "projection")):
     variables, head = critic_models.import_torch_state_dict(path)
@@ -87,7 +86,7 @@ def load_torch_judges(recognizer_pt: str | pathlib.Path, featurizer_pt: str | pa
       raise ValueError(f"{path} holds a {head!r} critic; expected the {want!r} one here "
                        "(critics_torch = (ProtoNet file, SimCLR file))")
     model = critic_models.Conv4Critic(head=head)
-    judges.append((critics.embed_fn(model, want == "metric", TORCH_CRITIC_SIZE), variables))
+    judges.append((critic_models.embed_fn(model, want == "metric", TORCH_CRITIC_SIZE), variables))
   (proto, pv), (simclr, sv) = judges
   return Judges(recognizer=lambda x: proto(pv, x), featurizer=lambda x: simclr(sv, x))
 

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ldm_jax.data import pipeline
 from ldm_jax.models import torch_file
 from ldm_jax.models.layers import Conv
 
@@ -130,3 +131,18 @@ def import_torch_state_dict(state_dict: Mapping[str, np.ndarray] | str | pathlib
   params[head] = linear(prefix)
   as_jnp = lambda tree: {k: {n: jnp.asarray(v, jnp.float32) for n, v in d.items()} for k, d in tree.items()}
   return {"params": as_jnp(params), "batch_stats": as_jnp(stats)}, head
+
+
+def embed_fn(model, head: bool, size: int):
+  """jit: (variables, images [N, H, W], uint8 or float in [0, 1]) → features [N, 256] (head=False) or head outputs
+  [N, 128], through `critic_input` at the critic's `size`."""
+
+  def one_chunk(variables, xs):
+    xs = pipeline.to_float(xs) if xs.dtype == jnp.uint8 else xs
+    return model.apply(variables, critic_input(xs, size), False)[1 if head else 0]
+
+  @jax.jit
+  def embed(variables, images):
+    return pipeline.map_in_chunks(lambda xs: one_chunk(variables, xs), images)
+
+  return embed

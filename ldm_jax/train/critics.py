@@ -24,7 +24,7 @@ import optax
 
 from ldm_jax import augment, distributed, regularizers as R
 from ldm_jax.data import pipeline
-from ldm_jax.models.critics import build_critic, critic_input
+from ldm_jax.models.critics import build_critic, critic_input, embed_fn
 from ldm_jax.train import loop, rae as rae_job
 
 log = logging.getLogger(__name__)
@@ -89,19 +89,6 @@ def load(workdir: str | pathlib.Path, critic: str):
   return model, variables
 
 
-def embed_fn(model, head: bool, size: int):
-  """jit: (variables, images [N, H, W], uint8 or float in [0, 1]) → features [N, 256] (head=False) or head outputs
-  [N, 128], through `critic_input` at the critic's `size`."""
-
-  def one_chunk(variables, xs):
-    xs = pipeline.to_float(xs) if xs.dtype == jnp.uint8 else xs
-    return model.apply(variables, critic_input(xs, size), False)[1 if head else 0]
-
-  @jax.jit
-  def embed(variables, images):
-    return pipeline.map_in_chunks(lambda xs: one_chunk(variables, xs), images)
-
-  return embed
 
 
 def differentiable_features(model, variables, size: int):

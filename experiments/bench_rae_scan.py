@@ -1,0 +1,73 @@
+"""One RAE's training epoch as a `lax.scan` vs a Python loop of jitted steps, per convolution implementation.
+
+    python experiments/bench_rae_scan.py [--quick]
+
+XLA:CPU runs autodiff's convolutions slowly inside loops; this separates that in-scan penalty (ratio < 1 for
+'xla') from the speed of each implementation's kernels. One JSON line per implementation: baseline = the loop of
+jitted steps, candidate = the scanned epoch (same model, data, steps).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+
+from configs import rae as rae_config
+from experiments.benchlib import emit, seconds_per_call
+from ldm_jax.data import pipeline
+from ldm_jax.train import rae, sweep
+
+
+def rates(cfg, train, data, repeats: int) -> tuple[float, float]:
+  """(images/s scanned, images/s as jitted steps) for one prototype-regularised RAE."""
+  n, batch = len(train["labels"]), cfg.train.batch_size
+  model = rae.build_model(cfg, int(train["labels"].max()) + 1)
+  spe = pipeline.steps_per_epoch(n, batch)
+  tx = rae.make_optimizer(cfg, spe)
+  state = sweep.init_state(lambda key: model.init(key, jnp.zeros((2, 48, 48, 1)), False), tx, jax.random.PRNGKey(0))
+  loss_fn, hparams = rae.make_loss_fn(model, cfg), {"beta": jnp.ones(6)}
+  epoch = jax.jit(functools.partial(sweep.member_epoch, loss_fn, tx, batch, None))
+  step = jax.jit(lambda s, b: sweep.train_step(loss_fn, tx, s, hparams, b))
+  batches = [data.gather(pipeline.batch_rows(jnp.arange(n), i, batch)) for i in range(spe)]
+  held = {"s": state}
+
+  def scanned():
+    held["s"], m = epoch(held["s"], hparams, data)
+    return m
+
+  def stepped():
+    s = held["s"]
+    for b in batches:
+      s, m = step(s, b)
+    held["s"] = s
+    return m
+
+  images = spe * batch
+  return images / seconds_per_call(scanned, repeats=repeats), images / seconds_per_call(stepped, repeats=repeats)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args()
+  cfg = rae_config.get_config("omniglot")
+  n = 1280 if args.quick else 5120
+  train = rae.load_split(cfg, "paper_train", n)
+  data = pipeline.to_device(train)
+  for impl in ("matmul", "vjp", "xla"):
+    c = cfg.copy_and_resolve_references()
+    c.rae.conv_impl = impl
+    scan_rate, step_rate = rates(c, train, data, repeats=2 if args.quick else 3)
+    emit(f"rae_scan_vs_steps_{impl}", f"loop of jitted steps ({impl})", f"scanned epoch ({impl})", "images/s",
+         step_rate, scan_rate, batch=c.train.batch_size, steps=n // c.train.batch_size)
+
+
+if __name__ == "__main__":
+  main()
