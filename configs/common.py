@@ -48,10 +48,24 @@ def rae_config(latent_dim: int = 64) -> ml_collections.ConfigDict:
       "vq_codes": 512,
       "vq_code_dim": 4,
       "vq_codebook_weight": 1.0,   # paper Eq. 12; the authors' code used 2.5
-      "simclr_temperature": 0.5,
       "barlow_lambda": 5e-3,
+      # Where the paper and the authors' code differ, the paper is the default; variant=code in configs/rae.py
+      # selects every code choice (AUTHORS_CODE below).
+      "prototype_projector": "linear",   # Eq. 5 h^PR: 'linear' (paper) | 'mlp' (code: Linear-BN-ReLU-Linear)
+      "barlow_projector": "linear",      # Eq. 15 h^B: 'linear' (paper, to head_dim) | 'mlp' (code)
+      "barlow_similarity": "cosine",     # Eq. 15-16 uncentred cosine (paper) | 'standardized' (code: BN'd)
+      "simclr_loss": "eq14",             # Eq. 14 as written (paper) | 'nt_xent' (code: τ = simclr_temperature)
+      "simclr_temperature": 0.5,         # used by 'nt_xent' only
+      "simclr_head": "linear",           # Eq. 14 h^I: 'linear' (paper, to head_dim) | 'none' (code)
+      "simclr_target": "online",         # view B through the same encoder (paper) | 'ema' (code: momentum copy)
+      "simclr_ema_momentum": 0.99,
       "conv_impl": "auto",         # 'auto' | 's2d' | 'xla' (experiments/BENCHMARKS.md)
   })
+
+
+# The authors' released code where it differs from the paper (../shared/notes; latent_diffusion_reference.md).
+AUTHORS_CODE = {"prototype_projector": "mlp", "barlow_projector": "mlp", "barlow_similarity": "standardized",
+                "simclr_loss": "nt_xent", "simclr_head": "none", "simclr_target": "ema"}
 
 
 def augment_config() -> ml_collections.ConfigDict:

@@ -5,7 +5,8 @@
         --config.rae.regularizers='("kl",)' --config.sweep.regularizer=kl --config.sweep.betas='(1e-4,1e-3,1e-2)'
 
 Arg: a dataset (`omniglot`, `quickdraw` (QuickDraw-FS settings: d = 128, 200 epochs, no lr decay)), `tiny` for a seconds-long smoke run (tests), `reg=<regularizer>` to
-sweep one regularizer over the paper's A.5 range.
+sweep one regularizer over the paper's A.5 range, `variant=code` for the authors' released code where it differs
+from the paper (projectors, SimCLR loss/head/EMA target, Barlow centring; configs/common.py: AUTHORS_CODE).
 """
 
 import ml_collections
@@ -24,7 +25,7 @@ PAPER_BETAS = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  a = common.parse_arg(arg, dataset="omniglot", tiny=False, reg="prototype")
+  a = common.parse_arg(arg, dataset="omniglot", tiny=False, reg="prototype", variant="paper")
   qd = a.dataset == "quickdraw"
   c = ml_collections.ConfigDict()
   c.job = "rae"
@@ -32,6 +33,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data = common.data_config(a.dataset)
   c.rae = common.rae_config(latent_dim=128 if qd else 64)
   c.rae.regularizers = (a.reg,)
+  if a.variant == "code":
+    c.rae.update(common.AUTHORS_CODE)
+  elif a.variant != "paper":
+    raise ValueError(f"variant must be 'paper' or 'code', got {a.variant!r}")
   c.augment = common.augment_config()
   c.sweep = ml_collections.ConfigDict({"regularizer": a.reg, "betas": tuple(float(b) for b in PAPER_BETAS[a.reg])})
   c.train = common.rae_train_config(epochs=200 if qd else 300)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from ldm_jax.models.rae import KL_LATENTS, REGULARIZERS
+from ldm_jax.models.rae import KL_LATENTS, PROJECTORS, REGULARIZERS, SIMCLR_HEADS
+from ldm_jax.regularizers import BARLOW_SIMILARITIES, SIMCLR_LOSSES
 from ldm_jax.train.precision import COMPUTE_DTYPES
 from ldm_jax.train.sweep import SWEEP_MODES
 
@@ -31,6 +32,19 @@ def _check_train(train: ml_collections.ConfigDict, prefix: str) -> None:
     raise ConfigError(f"{prefix}train.compute_dtype must be one of {COMPUTE_DTYPES}, got {train.compute_dtype!r}")
   if "keep_checkpoints" in train and train.keep_checkpoints < 1:
     raise ConfigError(f"{prefix}train.keep_checkpoints must be at least 1, got {train.keep_checkpoints!r}")
+
+
+RAE_CHOICES = {"prototype_projector": PROJECTORS, "barlow_projector": PROJECTORS, "simclr_head": SIMCLR_HEADS,
+               "simclr_loss": SIMCLR_LOSSES, "simclr_target": ("online", "ema"),
+               "barlow_similarity": BARLOW_SIMILARITIES}
+
+
+def _check_rae(rae: ml_collections.ConfigDict, prefix: str) -> None:
+  for key, choices in RAE_CHOICES.items():
+    if key in rae and rae[key] not in choices:
+      raise ConfigError(f"{prefix}rae.{key} must be one of {choices}, got {rae[key]!r}")
+  if "simclr_ema_momentum" in rae and not 0.0 <= rae.simclr_ema_momentum < 1.0:
+    raise ConfigError(f"{prefix}rae.simclr_ema_momentum must be in [0, 1), got {rae.simclr_ema_momentum!r}")
 
 
 def sweep_betas(rae: ml_collections.ConfigDict, sweep: ml_collections.ConfigDict) -> list[tuple[float, ...]]:
@@ -60,6 +74,8 @@ def validate(config: ml_collections.ConfigDict, prefix: str = "") -> None:
   """Raises ConfigError on the first inconsistent value of `config` (and of its nested job configs)."""
   if "train" in config:
     _check_train(config.train, prefix)
+  if isinstance(config.get("rae"), ml_collections.ConfigDict):
+    _check_rae(config.rae, prefix)
   for name, section in config.items():
     if isinstance(section, ml_collections.ConfigDict) and "kl_latent" in section \
         and section.kl_latent not in KL_LATENTS:

@@ -81,8 +81,8 @@ def _l2_normalize(x: jax.Array, eps: float = 1e-8) -> jax.Array:
 
 
 def nt_xent_loss(h_a: jax.Array, h_b: jax.Array, temperature: float = 0.5) -> jax.Array:
-  """SimCLR's NT-Xent (Eq. 14 with a temperature): for each of the 2B views, the other view of the same image
-  is the positive among the 2B − 1 other views; cosine similarities divided by τ; mean over the 2B anchors."""
+  """Standard SimCLR NT-Xent (the authors' code, τ = 0.5): for each of the 2B views, the other view of the same
+  image is the positive among the 2B − 1 other views; cosine similarities divided by τ; mean over the 2B anchors."""
   b = h_a.shape[0]
   h = _l2_normalize(jnp.concatenate([h_a, h_b], axis=0))
   logits = h @ h.T / temperature
@@ -91,14 +91,54 @@ def nt_xent_loss(h_a: jax.Array, h_b: jax.Array, temperature: float = 0.5) -> ja
   return classification_loss(logits, positives)
 
 
+def simclr_eq14_loss(h_a: jax.Array, h_b: jax.Array) -> jax.Array:
+  """The paper's SimCLR loss as written (Eq. 14, 16): mean over b of −sim(a_b, b_b) + log Σ_{b'≠b} exp(sim(a_b,
+  b_b')): cosine similarities without a temperature, view A as anchors, the negatives are the OTHER images' view
+  B (the positive is not in the denominator, unlike NT-Xent)."""
+  sim = _l2_normalize(h_a) @ _l2_normalize(h_b).T                       # [B, B]
+  others = jnp.where(jnp.eye(h_a.shape[0], dtype=bool), -jnp.inf, sim)
+  return jnp.mean(-jnp.diagonal(sim) + jax.nn.logsumexp(others, axis=-1))
+
+
+SIMCLR_LOSSES = ("eq14", "nt_xent")
+
+
+def simclr_loss(h_a: jax.Array, h_b: jax.Array, kind: str = "eq14", temperature: float = 0.5) -> jax.Array:
+  """'eq14': the paper's Eq. 14; 'nt_xent': the authors' code (symmetric NT-Xent at `temperature`)."""
+  if kind == "eq14":
+    return simclr_eq14_loss(h_a, h_b)
+  if kind == "nt_xent":
+    return nt_xent_loss(h_a, h_b, temperature)
+  raise ValueError(f"simclr loss must be one of {SIMCLR_LOSSES}, got {kind!r}")
+
+
 def _standardize_batch(x: jax.Array, eps: float = 1e-5) -> jax.Array:
   """BatchNorm without affine parameters (training statistics, biased variance)."""
   return (x - x.mean(0)) / jnp.sqrt(x.var(0) + eps)
 
 
-def barlow_loss(h_a: jax.Array, h_b: jax.Array, lambda_offdiag: float = 5e-3) -> jax.Array:
-  """Barlow Twins (Eq. 15): C = bn(h_a)ᵀ bn(h_b) / B; Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²."""
-  c = _standardize_batch(h_a).T @ _standardize_batch(h_b) / h_a.shape[0]
+BARLOW_SIMILARITIES = ("cosine", "standardized")
+
+
+def barlow_loss(h_a: jax.Array, h_b: jax.Array, lambda_offdiag: float = 5e-3,
+                similarity: str = "cosine") -> jax.Array:
+  """Barlow Twins: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij² with C the [F, F] similarity of the features over the batch.
+
+  similarity='cosine' (the paper, Eq. 15–16): C_ij = ⟨a_·i, b_·j⟩ / (‖a_·i‖ ‖b_·j‖), uncentred.
+  similarity='standardized' (the authors' code and Zbontar et al.): C = bn(a)ᵀ bn(b) / B, each feature centred and
+  scaled by its batch std (a Pearson correlation).
+  """
+  if similarity == "cosine":
+    c = _l2_normalize(h_a.T) @ _l2_normalize(h_b.T).T
+  elif similarity == "standardized":
+    c = _standardize_batch(h_a).T @ _standardize_batch(h_b) / h_a.shape[0]
+  else:
+    raise ValueError(f"barlow similarity must be one of {BARLOW_SIMILARITIES}, got {similarity!r}")
   on_diag = jnp.sum(jnp.square(1.0 - jnp.diagonal(c)))
   off_diag = jnp.sum(jnp.square(c)) - jnp.sum(jnp.square(jnp.diagonal(c)))
   return on_diag + lambda_offdiag * off_diag
+
+
+def ema_update(target, online, momentum: float):
+  """Momentum target (MoCo; the authors' SimCLR): m·target + (1 − m)·sg(online), leaf by leaf."""
+  return jax.tree.map(lambda t, o: momentum * t + (1.0 - momentum) * sg(o).astype(t.dtype), target, online)

@@ -148,3 +148,56 @@ def test_latents_are_the_ones_the_decoder_was_trained_on(omniglot_test):
   out = ldm_lib.generate(model, images[:3], 2, key)
   codes = out["codes"].reshape(6, 16) * 2.0 + 0.1
   np.testing.assert_array_equal(out["images"].reshape(6, 48, 48), decode_latents(both, v, jnp.asarray(codes)))
+
+
+def _head_shapes(cfg):
+  v = rae.init_variables(rae.build_model(cfg, num_classes=4), cfg, jax.random.PRNGKey(0))
+  return {k: jax.tree.map(jnp.shape, v["params"][k]) for k in v["params"] if k not in ("encoder", "decoder")}, v
+
+
+def test_paper_and_code_heads():
+  """The paper's linear probes (Eq. 5 h^PR d→d, Eq. 14-15 h^I, h^B d→128) by default; `variant=code` gives the
+  authors' MLP projectors (Linear-BN-ReLU-Linear), no SimCLR head and the momentum target encoder."""
+  paper = rae_config.get_config("omniglot,tiny")
+  paper.rae.regularizers = ("prototype", "simclr", "barlow")
+  heads, v = _head_shapes(paper)
+  assert heads == {"prototype_projector": {"kernel": (64, 64)}, "simclr_head": {"kernel": (64, 128)},
+                   "barlow_projector": {"kernel": (64, 128)}}
+  assert "simclr_target" not in v["batch_stats"]
+  code = rae_config.get_config("omniglot,tiny,variant=code")
+  code.rae.regularizers = ("prototype", "simclr", "barlow")
+  heads, v = _head_shapes(code)
+  assert set(heads) == {"prototype_projector", "barlow_projector"}           # no SimCLR head
+  assert heads["prototype_projector"]["Dense_0"]["kernel"] == (64, 64)
+  assert heads["barlow_projector"]["Dense_1"]["kernel"] == (128, 128)
+  assert code.rae.simclr_loss == "nt_xent" and code.rae.barlow_similarity == "standardized"
+  # the target starts as a copy of the encoder
+  for a, b in zip(jax.tree.leaves(v["batch_stats"]["simclr_target"]), jax.tree.leaves(v["params"]["encoder"])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_stored_configs_without_switches_build_what_they_trained():
+  """A config stored before the paper/code switches existed trained MLP projectors: it must still build them."""
+  cfg = rae_config.get_config("omniglot,tiny")
+  for key in ("prototype_projector", "barlow_projector", "simclr_head"):
+    del cfg.rae[key]
+  model = rae.build_model(cfg)
+  assert (model.prototype_projection, model.barlow_projection, model.simclr_projection) == ("mlp", "mlp", "linear")
+
+
+@pytest.mark.real_data
+def test_ema_target_moves_by_one_minus_momentum(omniglot_test):
+  """One training step with the code's SimCLR: target ← m·target + (1 − m)·encoder (MoCo order: before the
+  encoder's update), so a target zeroed by hand becomes exactly (1 − m)·encoder."""
+  from ldm_jax.data import pipeline
+  cfg = rae_config.get_config("omniglot,tiny,reg=simclr,variant=code")
+  cfg.rae.simclr_ema_momentum = 0.9
+  model = rae.build_model(cfg)
+  v = rae.init_variables(model, cfg, jax.random.PRNGKey(0))
+  stats = {**v["batch_stats"], "simclr_target": jax.tree.map(jnp.zeros_like, v["params"]["encoder"])}
+  batch = pipeline.sample_batch(pipeline.to_device(omniglot_test), jax.random.PRNGKey(0), 0, 16)
+  loss_fn = rae.make_loss_fn(model, cfg)
+  loss, (new_stats, metrics) = loss_fn(v["params"], stats, {"beta": jnp.ones(6)}, batch, jax.random.PRNGKey(1))
+  assert np.isfinite(float(metrics["simclr"]))
+  for got, enc in zip(jax.tree.leaves(new_stats["simclr_target"]), jax.tree.leaves(v["params"]["encoder"])):
+    np.testing.assert_allclose(got, 0.1 * enc, rtol=1e-6)

@@ -75,6 +75,18 @@ class MLPProjector(nn.Module):
     return nn.Dense(self.features, use_bias=False)(h)
 
 
+PROJECTORS = ("linear", "mlp")   # the paper's linear probe h_θ | the authors' code's MLP
+SIMCLR_HEADS = ("linear", "none")  # the paper's h^I to 128 | the authors' code: the L2-normalised latent itself
+
+
+def _projector(kind: str, hidden: int, features: int):
+  if kind == "linear":
+    return nn.Dense(features, use_bias=False)
+  if kind == "mlp":
+    return MLPProjector(hidden, features)
+  raise ValueError(f"projector must be one of {PROJECTORS}, got {kind!r}")
+
+
 class VQCodebook(nn.Module):
   num_codes: int = 512
   code_dim: int = 4
@@ -99,6 +111,9 @@ class RAE(nn.Module):
   vq_codes: int = 512
   vq_code_dim: int = 4
   conv_impl: str = "s2d"
+  prototype_projection: str = "linear"  # h^PR (Eq. 5: a linear layer); 'mlp' as in the authors' code
+  barlow_projection: str = "linear"     # h^B (A.2.3: a linear probe to 128); 'mlp' as in the authors' code
+  simclr_projection: str = "linear"     # h^I (A.2.3: a linear probe to 128); 'none' as in the authors' code
 
   def setup(self):
     unknown = set(self.regularizers) - set(REGULARIZERS)
@@ -115,11 +130,13 @@ class RAE(nn.Module):
         raise ValueError("the classification regularizer needs num_classes >= 2")
       self.classifier = nn.Dense(self.num_classes)
     if "prototype" in self.regularizers:
-      self.prototype_projector = MLPProjector(self.latent_dim, self.latent_dim)
-    if "simclr" in self.regularizers:
-      self.simclr_head = nn.Dense(self.head_dim, use_bias=False)  # the paper's linear probe h^I
+      self.prototype_projector = _projector(self.prototype_projection, self.latent_dim, self.latent_dim)
+    if "simclr" in self.regularizers and self.simclr_projection != "none":
+      if self.simclr_projection != "linear":
+        raise ValueError(f"simclr head must be one of {SIMCLR_HEADS}, got {self.simclr_projection!r}")
+      self.simclr_head = nn.Dense(self.head_dim, use_bias=False)
     if "barlow" in self.regularizers:
-      self.barlow_projector = MLPProjector(self.head_dim, self.head_dim)
+      self.barlow_projector = _projector(self.barlow_projection, self.head_dim, self.head_dim)
 
   def encode(self, x, train: bool):
     return self.encoder(x, train)
@@ -140,13 +157,13 @@ class RAE(nn.Module):
     return self.classifier(z)
 
   def project_prototype(self, z, train: bool):
-    return self.prototype_projector(z, train)
+    return _apply_head(self.prototype_projector, z, train)
 
   def project_simclr(self, z):
-    return self.simclr_head(z)
+    return z if self.simclr_projection == "none" else self.simclr_head(z)
 
   def project_barlow(self, z, train: bool):
-    return self.barlow_projector(z, train)
+    return _apply_head(self.barlow_projector, z, train)
 
   def __call__(self, x, train: bool = False):
     """Touches every submodule once (for `init`); returns the reconstruction of the encoder mean."""
@@ -162,6 +179,10 @@ class RAE(nn.Module):
     if "barlow" in self.regularizers:
       self.project_barlow(mean, train)
     return self.decode(mean, train)
+
+
+def _apply_head(head, z, train: bool):
+  return head(z, train) if isinstance(head, MLPProjector) else head(z)
 
 
 KL_LATENTS = ("sample", "mean")

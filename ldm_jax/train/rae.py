@@ -6,6 +6,7 @@ has its own β vector (one weight per regularizer, in `REGULARIZERS` order) and 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import pathlib
@@ -34,11 +35,38 @@ def resolve_conv_impl(impl: str) -> str:
   return "matmul" if jax.default_backend() == "cpu" else "s2d"
 
 
+# Paper-vs-code switches; a stored config without the key was trained before the switch existed, i.e. with what
+# is here the authors' code's variant (MLP projectors, NT-Xent, standardised Barlow) and an online SimCLR encoder.
+_BEFORE_SWITCHES = {"prototype_projector": "mlp", "barlow_projector": "mlp", "simclr_head": "linear",
+                    "simclr_loss": "nt_xent", "simclr_target": "online", "simclr_ema_momentum": 0.99,
+                    "barlow_similarity": "standardized"}
+
+
+def variant(rc: ml_collections.ConfigDict, key: str):
+  """`rae.<key>` of a paper-vs-code switch, with its pre-switch value for configs stored before it existed."""
+  return rc.get(key, _BEFORE_SWITCHES[key])
+
+
 def build_model(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> RAE:
   rc = cfg.rae
   return RAE(latent_dim=rc.latent_dim, regularizers=tuple(rc.regularizers), num_classes=num_classes,
              head_dim=rc.head_dim, vq_codes=rc.vq_codes, vq_code_dim=rc.vq_code_dim,
-             conv_impl=resolve_conv_impl(rc.conv_impl))
+             conv_impl=resolve_conv_impl(rc.conv_impl),
+             prototype_projection=variant(rc, "prototype_projector"),
+             barlow_projection=variant(rc, "barlow_projector"), simclr_projection=variant(rc, "simclr_head"))
+
+
+def uses_ema_target(cfg: ml_collections.ConfigDict) -> bool:
+  return "simclr" in cfg.rae.regularizers and variant(cfg.rae, "simclr_target") == "ema"
+
+
+def init_variables(model: RAE, cfg: ml_collections.ConfigDict, key: jax.Array) -> dict[str, Any]:
+  """Model variables; with the EMA SimCLR target its encoder copy rides in the (non-trained) model state."""
+  size = cfg.data.image_size
+  variables = dict(model.init(key, jnp.zeros((2, size, size, 1)), False))
+  if uses_ema_target(cfg):
+    variables["batch_stats"] = {**variables["batch_stats"], "simclr_target": variables["params"]["encoder"]}
+  return variables
 
 
 def sweep_members(cfg: ml_collections.ConfigDict) -> tuple[list[dict[str, Any]], np.ndarray]:
@@ -52,9 +80,10 @@ def sweep_members(cfg: ml_collections.ConfigDict) -> tuple[list[dict[str, Any]],
   return members, np.array(betas, np.float32)
 
 
-def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams):
+def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams, target_encode=None):
   """One training forward pass in x's dtype (the compute dtype); returns the reconstruction and each active loss,
-  both in float32 (loss terms are reduced in f32 whatever the compute dtype)."""
+  both in float32 (loss terms are reduced in f32 whatever the compute dtype). `target_encode`, when given, maps
+  SimCLR's view B to the momentum target's latents (the authors' code); otherwise both views use this encoder."""
   b, f32 = x.shape[0], lambda a: a.astype(jnp.float32)
   k_a, k_b, k_kl = jax.random.split(rng, 3)
   contrastive = any(r in regs for r in CONTRASTIVE)
@@ -79,11 +108,12 @@ def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.Augm
     p = f32(module.project_prototype(jnp.concatenate([zc[:b], zc[-b:]]), True))
     losses["prototype"] = R.prototype_loss(p[:b], p[b:])
   if "simclr" in regs:
-    h = f32(module.project_simclr(zc[:2 * b]))
-    losses["simclr"] = R.nt_xent_loss(h[:b], h[b:], cfg.rae.simclr_temperature)
+    pair = zc[:2 * b] if target_encode is None else jnp.concatenate([zc[:b], target_encode(views[1])])
+    h = f32(module.project_simclr(pair))
+    losses["simclr"] = R.simclr_loss(h[:b], h[b:], variant(cfg.rae, "simclr_loss"), cfg.rae.simclr_temperature)
   if "barlow" in regs:
     h = f32(module.project_barlow(zc[:2 * b], True))
-    losses["barlow"] = R.barlow_loss(h[:b], h[b:], cfg.rae.barlow_lambda)
+    losses["barlow"] = R.barlow_loss(h[:b], h[b:], cfg.rae.barlow_lambda, variant(cfg.rae, "barlow_similarity"))
   return x_hat, losses
 
 
@@ -92,16 +122,30 @@ def make_loss_fn(model: RAE, cfg: ml_collections.ConfigDict):
   aug = augment.AugmentParams(**cfg.augment.to_dict())
   dtype = precision.compute_dtype(cfg.train.get("compute_dtype", "float32"))
 
+  ema = uses_ema_target(cfg)
+
   def loss_fn(params, batch_stats, hparams, batch, rng):
     x = batch["image"]
+    target_encode, new_target = None, None
+    if ema:
+      # MoCo order (the authors' SimCLR): move the target towards the current encoder, then encode view B with it.
+      batch_stats = dict(batch_stats)
+      new_target = R.ema_update(batch_stats.pop("simclr_target"), params["encoder"],
+                                variant(cfg.rae, "simclr_ema_momentum"))
+      target_vars = {"params": {"encoder": precision.cast_floating(new_target, dtype)},
+                     "batch_stats": {"encoder": batch_stats["encoder"]}}
+      target_encode = lambda xb: R.sg(model.apply(target_vars, xb, True, method=RAE.encode,
+                                                  mutable=["batch_stats"])[0][0])
     (x_hat, losses), updates = model.apply(
         {"params": precision.cast_floating(params, dtype), "batch_stats": batch_stats}, x.astype(dtype),
-        batch["exemplar"].astype(dtype), batch["label"], rng, regs, cfg, aug, method=_forward,
+        batch["exemplar"].astype(dtype), batch["label"], rng, regs, cfg, aug, target_encode, method=_forward,
         mutable=["batch_stats"])
     recon = R.reconstruction_loss(x, x_hat)
     reg = sum(hparams["beta"][REGULARIZERS.index(r)] * l for r, l in losses.items())
     total = recon + reg
-    return total, (updates["batch_stats"], {"recon": recon, **losses})
+    new_stats = updates["batch_stats"] if new_target is None else {**updates["batch_stats"],
+                                                                   "simclr_target": new_target}
+    return total, (new_stats, {"recon": recon, **losses})
 
   return loss_fn
 
@@ -162,7 +206,7 @@ def load_sweep(workdir: str | pathlib.Path):
   run = json.loads((workdir / "run.json").read_text())
   model = build_model(cfg, run["num_classes"])
   tx = make_optimizer(cfg, run["steps_per_epoch"])
-  init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
+  init_fn = functools.partial(init_variables, model, cfg)
   variables = loop.restore_member_variables(workdir, cfg.to_dict(), init_fn, tx, len(members), cfg.seed)
   return cfg, model, variables, members, run
 
@@ -183,7 +227,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   if spe == 0:
     raise ValueError(f"batch_size {cfg.train.batch_size} exceeds the {len(train['labels'])} training drawings")
   tx = make_optimizer(cfg, spe)
-  init_fn = lambda key: model.init(key, jnp.zeros((2, cfg.data.image_size, cfg.data.image_size, 1)), False)
+  init_fn = functools.partial(init_variables, model, cfg)
   states, _ = loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg), tx=tx,
                        hparams={"beta": jnp.asarray(betas)}, members=members, data=pipeline.to_device(train),
                        resume=resume, desc="rae")
