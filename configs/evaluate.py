@@ -43,8 +43,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "enabled": False,
       "models": "closest",         # 'closest': each regularizer's model nearest to humans (Fig. 5); 'all'
       "weighting": "score",        # 'score': J·∇log p (Eq. 9); 'eps': J·ε̂ (the authors' code)
+      "jacobian_at": "next",       # decoder Jacobian at z_{t−1} = p_ψ(z_t) (Eq. 40–41) | 'current': at z_t
+      "variations": 10,            # sampling runs averaged per category, all conditioned on its one exemplar (§4.4)
       "guidance": 1.0,
-      "batch": 250,                # ClickMe drawings per sampling call (each is one variation of its category)
+      "batch": 250,                # sampling runs per call (exemplars × variations)
       "categories": 0,             # 0 = all 25 ClickMe categories; else the first ones (smoke runs)
       "seed": 0,
   })

@@ -19,25 +19,27 @@ def _toy_model(d=3, side=4, seed=0):
   return eps_fn, decode, params
 
 
-@pytest.mark.parametrize("weighting", ["score", "eps"])
-def test_jvp_map_equals_full_jacobian_map_and_sampler_output(weighting):
+@pytest.mark.parametrize("weighting,jacobian_at", [("score", "next"), ("eps", "next"), ("score", "current")])
+def test_jvp_map_equals_full_jacobian_map_and_sampler_output(weighting, jacobian_at):
   eps_fn, decode, params = _toy_model()
   schedule = diffusion.make_schedule(timesteps=20)
   cond = jax.random.normal(jax.random.PRNGKey(1), (2, 3))
   key, guidance = jax.random.PRNGKey(2), 1.5
-  x0, phi = jax.jit(importance.importance_sample, static_argnums=(0, 1, 7))(
-      eps_fn, decode, params, schedule, cond, key, guidance, weighting)
+  x0, phi = jax.jit(importance.importance_sample, static_argnums=(0, 1, 7, 8))(
+      eps_fn, decode, params, schedule, cond, key, guidance, weighting, jacobian_at)
 
-  # Reference: a Python loop that builds each sample's full decoder Jacobian at z_t.
+  # Reference: a Python loop that builds each sample's full decoder Jacobian at z_{t−1} (Eq. 40) or z_t.
   x = sampling.initial_noise(key, cond.shape)
   want = np.zeros((2, 4, 4))
   for t in range(19, -1, -1):
     eps = sampling.guided_eps(eps_fn, params, x, cond, jnp.full((2,), t), guidance)
     s = -eps / jnp.sqrt(1.0 - schedule.alpha_bars[t]) if weighting == "score" else eps
+    x_next = sampling.ddpm_update(schedule, x, eps, t, key)
+    at = x_next if jacobian_at == "next" else x
     for b in range(2):
-      jac = jax.jacobian(lambda z: decode(z[None])[0])(x[b])           # [4, 4, d]
+      jac = jax.jacobian(lambda z: decode(z[None])[0])(at[b])          # [4, 4, d]
       want[b] += np.abs(np.einsum("hwd,d->hw", jac, s[b]))
-    x = sampling.ddpm_update(schedule, x, eps, t, key)
+    x = x_next
   np.testing.assert_allclose(phi, want, rtol=1e-4, atol=1e-5)
   # The same T = 20 updates computed by three programs: each step rounds x (|x| ≲ 3) to a few ε, carried on by the
   # next (1/√ᾱ ≈ 1), so the outputs agree to ≈ 4·T·ε·max|x|.

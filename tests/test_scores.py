@@ -111,3 +111,34 @@ def test_models_are_identified_by_their_full_beta_vector_and_curves_by_the_swept
   results += [{**m, "name": str(i), "originality": 0.1 * i, "recognizability": 0.5} for i, m in enumerate(alone)]
   evaluate.place_points(results)
   assert set(evaluate.parametric_fits(results)) == {"kl+prototype"}           # three distinct swept β: a fit
+
+
+def test_figures_are_regenerated_from_scores_json(tmp_path):
+  """Fig. 3 (three family panels), A.4–A.9 (one three-panel figure per single regularizer with a fit) and Fig. 5b
+  from a scores.json alone; each fit passes through its points as a least-squares parabola in log10 β."""
+  import json
+  from ldm_jax.eval import evaluate
+  pt = lambda name, reg, beta, ori, rec, kind="ldm": {"name": name, "kind": kind, "regularizer": reg,
+                                                      "beta": beta, "originality": ori, "recognizability": rec}
+  results = [pt("humans", "", 0.0, 0.5, 0.9, "human"), pt("none", "none", 0.0, 0.9, 0.3),
+             pt("pixel", "", 0.0, 0.8, 0.35, "pixel")]
+  results += [pt(f"kl{b}", "kl", b, 0.7 - 0.1 * i, 0.4 + 0.1 * i) for i, b in enumerate((1e-4, 1e-3, 1e-2))]
+  results += [pt(f"proto{b}", "prototype", b, 0.6 - 0.1 * i, 0.5 + 0.2 * i - 0.05 * i * i)
+              for i, b in enumerate((1.0, 10.0, 100.0, 1000.0))]
+  results += [pt("vq5", "vq", 5.0, 0.2, 0.3)]                       # one β: drawn, no fit
+  evaluate.place_points(results)
+  fits = evaluate.parametric_fits(results)
+  assert set(fits) == {"kl", "prototype"}
+  t, o, r = fits["prototype"]
+  # four β on a parabola in log10 β: the least-squares fit is that parabola
+  norm = {p["name"]: p for p in results}
+  np.testing.assert_allclose(np.interp(np.log10(100.0), t, r), norm["proto100.0"]["recognizability"], atol=1e-3)
+  summary = {"data": "omniglot", "points": [evaluate._jsonable(p) for p in results],
+             "importance": {"spearman": {"none": {"mean": 0.2, "std": 0.05}, "proto": {"mean": 0.5, "std": 0.1}},
+                            "human_consistency": 0.88, "wilcoxon_greater": {"proto": {"none": 1e-4}},
+                            "baseline": "none"}}
+  (tmp_path / "scores.json").write_text(json.dumps(summary))
+  written = evaluate.replot(tmp_path)
+  assert written == ["originality_recognizability.png", "fig3.png", "beta_kl.png", "beta_prototype.png",
+                     "beta_vq.png", "importance_spearman.png"]
+  assert all((tmp_path / w).stat().st_size > 10_000 for w in written)

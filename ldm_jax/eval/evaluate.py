@@ -26,6 +26,7 @@ import numpy as np
 
 from ldm_jax import ldm as ldm_lib, manifest
 from ldm_jax.eval import figures, importance, judge, scores
+from ldm_jax.models.rae import REGULARIZERS
 from ldm_jax.train import rae as rae_job
 
 log = logging.getLogger(__name__)
@@ -174,17 +175,45 @@ def place_points(results: list[dict]) -> list[dict]:
   return results
 
 
-def parametric_fits(results: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Degree-2 fits in log10 β per regularizer with at least three β > 0 (Fig. 3's curves)."""
+def parametric_fits(results: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """Per regularizer (curve) with at least three distinct β > 0: (log10 β grid, originality, recognizability) of
+  `scores.parametric_fit` (Fig. 3/4 curves, A.5); diverged models are left out of the fit."""
   fits = {}
   for reg in {r["regularizer"] for r in results if r["kind"] == "ldm" and r["regularizer"] != "none"}:
     group = [r for r in results if r["kind"] == "ldm" and r["regularizer"] == reg and r["beta"] > 0
              and not r.get("diverged")]
     if len({r["beta"] for r in group}) >= 3:
-      _, o, c = scores.parametric_fit([r["beta"] for r in group], [r["originality_norm"] for r in group],
-                                      [r["recognizability"] for r in group])
-      fits[reg] = (o, c)
+      fits[reg] = scores.parametric_fit([r["beta"] for r in group], [r["originality_norm"] for r in group],
+                                        [r["recognizability"] for r in group])
   return fits
+
+
+def write_figures(out: pathlib.Path, results: list[dict], title: str = "") -> list[str]:
+  """Every originality–recognizability figure of `results` (points as in scores.json): all points on one plane
+  (Fig. 4 for combinations), Fig. 3's three panels, and Fig. A.4–A.9's three panels per single regularizer.
+  Returns the file names written."""
+  fits = parametric_fits(results)
+  written = ["originality_recognizability.png", "fig3.png"]
+  figures.write_originality_recognizability(out / written[0], results, fits, title=title)
+  figures.write_fig3(out / written[1], results, fits, title=title)
+  for reg in sorted({r["regularizer"] for r in results if r["kind"] == "ldm"} & set(REGULARIZERS)):
+    chosen = [r for r in results if r["kind"] == "human" or r["regularizer"] in (reg, "none")]
+    written.append(f"beta_{reg}.png")
+    figures.write_beta_panels(out / written[-1], reg, chosen, fits.get(reg))
+  return written
+
+
+def replot(workdir: str | pathlib.Path) -> list[str]:
+  """Regenerate an evaluation's figures from its scores.json (e.g. committed results) without re-scoring."""
+  out = pathlib.Path(workdir)
+  summary = json.loads((out / "scores.json").read_text())
+  written = write_figures(out, summary["points"], summary.get("data", ""))
+  imp = summary.get("importance")
+  if imp and imp.get("spearman"):
+    figures.write_importance_bars(out / "importance_spearman.png", imp["spearman"], imp["human_consistency"],
+                                  imp.get("wilcoxon_greater", {}), imp.get("baseline"))
+    written.append("importance_spearman.png")
+  return written
 
 
 def write_table(path: pathlib.Path, results: list[dict], critics: dict | None = None) -> None:
@@ -222,45 +251,54 @@ def write_regularizer_grid(path: pathlib.Path, results: list[dict], sets: dict, 
 
 
 def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, Any]:
-  """Fig. 5: every latent model's maps on the ClickMe-QuickDraw drawings, averaged per category, against the human
-  click maps (Spearman per category), the human split-half consistency, and pairwise one-sided Wilcoxon tests."""
+  """Fig. 5: for every latent model, one map per ClickMe-QuickDraw category, φ averaged over `variations` samples
+  conditioned on the category's exemplar (its most central drawing, as the data layer picks exemplars), against the
+  human click maps (Spearman per category); the human split-half consistency; pairwise one-sided Wilcoxon tests;
+  overlays (5a) and the bar plot (5b)."""
   ic = cfg.importance
   dc = cfg.data
   click = rae_job.load_split(ml_collections.ConfigDict({"data": {**dc.to_dict(), "name": "clickme"}}), "train")
-  if ic.categories:
-    keep = np.flatnonzero(np.asarray(click["labels"]) < ic.categories)
-    click = {k: (v[keep] if isinstance(v, np.ndarray) and len(v) == len(click["labels"]) else v)
-             for k, v in click.items()}
   labels = np.asarray(click["labels"])
-  cats, human = importance.category_means(np.asarray(click["heatmap"]), labels)
-  _, half_a = importance.category_means(np.asarray(click["heatmap_half_a"]), labels)
-  _, half_b = importance.category_means(np.asarray(click["heatmap_half_b"]), labels)
+  keep = np.flatnonzero(labels < ic.categories) if ic.categories else np.arange(len(labels))
+  labels = labels[keep]
+  cats, human = importance.category_means(np.asarray(click["heatmap"])[keep], labels)
+  _, half_a = importance.category_means(np.asarray(click["heatmap_half_a"])[keep], labels)
+  _, half_b = importance.category_means(np.asarray(click["heatmap_half_b"])[keep], labels)
   consistency = np.asarray(importance.spearman(jnp.asarray(half_a), jnp.asarray(half_b)))
+  exemplar_rows = np.asarray(click["exemplar_index"])[cats]        # one exemplar per category (Eq. 9's y)
+  exemplars = np.asarray(click["images"])[exemplar_rows]
   chosen = [m for m in models if m["kind"] == "ldm"
             and (ic.models == "all" or m.get("closest") or m["regularizer"] == "none")
             and not m["regularizer"].startswith("vq")]   # VQ's quantiser has no useful Jacobian (paper §5.2)
+  per_call = max(1, ic.batch // ic.variations)
   correlations, maps = {}, {}
   for m in chosen:
     model, _ = ldm_lib.load(m["path"])
     phi = []
-    for start in range(0, len(labels), ic.batch):
-      p, _ = importance.ldm_importance_maps(model, jnp.asarray(click["images"][start:start + ic.batch]),
+    for start in range(0, len(cats), per_call):
+      p, _ = importance.ldm_importance_maps(model, jnp.asarray(exemplars[start:start + per_call]),
                                             jax.random.fold_in(jax.random.PRNGKey(ic.seed), start),
-                                            ic.guidance, weighting=ic.weighting)
+                                            ic.guidance, weighting=ic.weighting, jacobian_at=ic.jacobian_at,
+                                            variations=ic.variations)
       phi.append(np.asarray(p))
-    _, maps[m["name"]] = importance.category_means(np.concatenate(phi), labels)
+    maps[m["name"]] = np.concatenate(phi)
     correlations[m["name"]] = np.asarray(importance.spearman(jnp.asarray(maps[m["name"]]), jnp.asarray(human)))
     log.info("importance %s: Spearman with humans %.3f ± %.3f", m["name"], correlations[m["name"]].mean(),
              correlations[m["name"]].std())
-  names = [str(click["category"][np.flatnonzero(labels == c)[0]]) for c in cats]
-  first = np.stack([click["images"][np.flatnonzero(labels == c)[0]] for c in cats]) / 255.0
-  if maps:
-    figures.write_importance_overlays(out / "importance_maps.png", first, {"humans": human, **maps}, names)
-  result = {"categories": names, "human_consistency": float(consistency.mean()),
-            "human_consistency_per_category": consistency.tolist(), "weighting": ic.weighting,
+  names = [str(c) for c in np.asarray(click["category"])[exemplar_rows]]
+  baseline = next((m["name"] for m in chosen if m["regularizer"] == "none"), None)
+  result = {"categories": names, "exemplar_rows": exemplar_rows.tolist(), "variations": ic.variations,
+            "jacobian_at": ic.jacobian_at, "weighting": ic.weighting, "baseline": baseline,
+            "human_consistency": float(consistency.mean()),
+            "human_consistency_per_category": consistency.tolist(),
             "spearman": {k: {"mean": float(v.mean()), "std": float(v.std()), "per_category": v.tolist()}
                          for k, v in correlations.items()},
             "wilcoxon_greater": importance.wilcoxon_table(correlations) if len(correlations) > 1 else {}}
+  if maps:
+    figures.write_importance_overlays(out / "importance_maps.png", exemplars / 255.0, {"humans": human, **maps},
+                                      names)
+    figures.write_importance_bars(out / "importance_spearman.png", result["spearman"], result["human_consistency"],
+                                  result["wilcoxon_greater"], baseline)
   (out / "importance.json").write_text(json.dumps(result, indent=1))
   return result
 
@@ -303,8 +341,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     r["per_class_recognizability"] = r.pop("recognizability").mean(1)
     r["originality"], r["recognizability"] = r.pop("originality_mean"), r.pop("recognizability_mean")
   place_points(results)
-  figures.write_originality_recognizability(out / "originality_recognizability.png", results,
-                                            parametric_fits(results), title=cfg.data.name)
+  write_figures(out, results, cfg.data.name)
   write_table(out / "table.md", results, critics_used)
   for name, s in sets.items():
     grid = [s["exemplars"][: ec.grid_classes] / 255.0] + [

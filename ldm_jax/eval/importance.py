@@ -1,11 +1,16 @@
 """Feature-importance maps of latent diffusion models (paper Eq. 9, A.8) and their comparison with human maps.
 
-φ(x, y) = Σ_t |J_decoder(z_t) · s_t|: at every step of the guided ancestral sampler, the decoder's Jacobian AT THE
-CURRENT STATE z_t applied to the guided score s_t = −ε̂_t / √(1 − ᾱ_t) computed AT z_t (the released code pairs the
-Jacobian at z_{t−1} with ε at z_t and indexes the noise scale in reverse time; this does neither). Each product is
-one `jax.jvp` inside the sampling `lax.scan`, never a Jacobian. `weighting='eps'` uses ε̂_t instead of the score
-(the authors' code). Maps of one category are averaged over its drawings (10 in ClickMe-QuickDraw), each drawing
-conditioning one sampling run, and compared with the human click maps by Spearman's rank correlation.
+φ(x, y) = Σ_t |J_decoder · s_t| with s_t = −ε̂_t / √(1 − ᾱ_t) the guided score computed AT z_t. Where the decoder's
+Jacobian is taken, the paper says two things: Eq. 40–41 apply the chain rule to p_θ ∘ p_ψ, so J_{p_θ} is evaluated
+at p_ψ(z_t), the transition's output z_{t−1} (Eq. 37: z_t ↦ z_{t−1}); Eq. 9/43 write it with the subscript
+(·|z_t). `jacobian_at='next'` (default) follows Eq. 40–41 (J at the sampler's z_{t−1}, which is also what the
+released code pairs with ε at z_t); `'current'` takes J at z_t. The noise scale is indexed by t in forward time (the
+released code indexes it in reverse time: not reproduced). Each product is one `jax.jvp` inside the sampling
+`lax.scan`, never a Jacobian. `weighting='eps'` uses ε̂_t instead of the score (the authors' code).
+
+A category's map (§4.4, Fig. 5a) is the mean of φ over `variations` sampling runs (10 in the paper) conditioned on
+ONE exemplar of the category, each run a different variation x; it is compared with the human click map of the
+category (participants and drawings averaged) by Spearman's rank correlation.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from ldm_jax.ldm import LDM
 from ldm_jax.models.rae import RAE
 
 WEIGHTINGS = ("score", "eps")
+JACOBIAN_AT = ("next", "current")
 
 
 def importance_sample(eps_fn, decode_fn, params, schedule, cond: jax.Array, key: jax.Array, guidance,
-                      weighting: str = "score"):
+                      weighting: str = "score", jacobian_at: str = "next"):
   """The ancestral sampler of `sampling.ddpm_sample` (same noise, same x_0) carrying φ.
 
   Args:
@@ -34,6 +40,8 @@ def importance_sample(eps_fn, decode_fn, params, schedule, cond: jax.Array, key:
   """
   if weighting not in WEIGHTINGS:
     raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+  if jacobian_at not in JACOBIAN_AT:
+    raise ValueError(f"jacobian_at must be one of {JACOBIAN_AT}, got {jacobian_at!r}")
   x_init = sampling.initial_noise(key, cond.shape, cond.dtype)
   image = jax.eval_shape(decode_fn, x_init)
 
@@ -41,8 +49,9 @@ def importance_sample(eps_fn, decode_fn, params, schedule, cond: jax.Array, key:
     x, phi = carry
     eps = sampling.guided_eps(eps_fn, params, x, cond, jnp.full((x.shape[0],), t, jnp.int32), guidance)
     direction = -eps / jnp.sqrt(1.0 - schedule.alpha_bars[t]) if weighting == "score" else eps
-    _, change = jax.jvp(decode_fn, (x,), (direction,))
-    return (sampling.ddpm_update(schedule, x, eps, t, key), phi + jnp.abs(change)), None
+    x_next = sampling.ddpm_update(schedule, x, eps, t, key)
+    _, change = jax.jvp(decode_fn, (x_next if jacobian_at == "next" else x,), (direction,))
+    return (x_next, phi + jnp.abs(change)), None
 
   (x0, phi), _ = jax.lax.scan(body, (x_init, jnp.zeros(image.shape, image.dtype)),
                               jnp.arange(schedule.timesteps - 1, -1, -1))
@@ -58,15 +67,19 @@ def ldm_decode_fn(model: LDM):
                                    method=RAE.decode)[..., 0]
 
 
-@functools.partial(jax.jit, static_argnames=("weighting",))
-def ldm_importance_maps(model: LDM, exemplars_u8: jax.Array, key: jax.Array, guidance, weighting: str = "score"):
-  """One φ map [N, H, W] (and the sample [N, H, W] it came with) per exemplar image, all in one batch."""
+@functools.partial(jax.jit, static_argnames=("weighting", "jacobian_at", "variations"))
+def ldm_importance_maps(model: LDM, exemplars_u8: jax.Array, key: jax.Array, guidance, weighting: str = "score",
+                        jacobian_at: str = "next", variations: int = 1):
+  """Per exemplar image, φ averaged over `variations` sampling runs conditioned on it: [N, H, W], with the first
+  run's sample [N, H, W]; all runs in one batch. The exemplar is encoded once (one z_y, Eq. 9)."""
   from ldm_jax import ldm as ldm_lib
   cond = ldm_lib.encode(model, exemplars_u8, jax.random.fold_in(key, 1))
+  n = cond.shape[0]
   decode = ldm_decode_fn(model)
-  x0, phi = importance_sample(model.eps_fn, decode, model.denoiser_params, model.schedule, cond, key, guidance,
-                              weighting)
-  return phi, decode(x0)
+  x0, phi = importance_sample(model.eps_fn, decode, model.denoiser_params, model.schedule,
+                              jnp.repeat(cond, variations, axis=0), key, guidance, weighting, jacobian_at)
+  phi = phi.reshape(n, variations, *phi.shape[1:]).mean(1)
+  return phi, decode(x0.reshape(n, variations, -1)[:, 0])
 
 
 # --- comparison with humans ------------------------------------------------------------------------------------

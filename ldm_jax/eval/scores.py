@@ -83,9 +83,14 @@ def distance_to_human(originality_norm: np.ndarray, recognizability_values: np.n
 
 def parametric_fit(betas, originality_values, recognizability_values, degree: int = 2, log: bool = True,
                    points: int = 100):
-  """Degree-2 polynomial fits of originality and recognizability against β (or log10 β), evaluated on a dense β
-  grid in increasing order, so the curve is oriented by increasing β. Returns (t grid, originality curve,
-  recognizability curve)."""
+  """The parametric fit of A.5 (after [54]): two least-squares degree-2 polynomials, originality against the
+  hyperparameter and recognizability against it (Fig. A.4–A.9 b, c), evaluated on one dense grid in increasing β
+  and combined into a curve in the originality–recognizability plane oriented by increasing β (Fig. A.4–A.9 a).
+
+  Where this chooses what the paper leaves open: the hyperparameter axis is log10 β (`log=True`; the A.5 ranges
+  span up to six decades, e.g. 1e-6…0.5 for KL), so β = 0 models are not part of a fit (they are drawn as their own
+  marker); with fewer than three distinct β the degree drops to (distinct β − 1). Returns (t grid, originality
+  curve, recognizability curve)."""
   b = np.asarray(betas, np.float64)
   if log and np.any(b <= 0):
     raise ValueError("log-β fits need β > 0; fit the β = 0 model as its own marker")
