@@ -23,15 +23,22 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   return out
 
 
-ONE_SPLIT_DATASETS = ("quickdraw", "quickdraw_bitmap", "clickme")   # a single 'train' split of every class
+# Train / evaluation splits per dataset name. QuickDraw's 'train' and 'test' are disjoint sets of categories (the
+# one-shot task: evaluated on categories never seen in training); `quickdraw_seen` trains and evaluates on every
+# category (generation of seen categories), under its own name so nobody mistakes it for the one-shot task.
+SPLITS = {"omniglot": ("paper_train", "paper_test"), "quickdraw": ("train", "test"),
+          "quickdraw_bitmap": ("train", "test"), "quickdraw_seen": ("all", "all"), "clickme": ("all", "all"),
+          "quickdraw_fs": ("train", "test")}
 
 
 def data_config(name: str = "omniglot") -> ml_collections.ConfigDict:
-  one = name in ONE_SPLIT_DATASETS
+  if name not in SPLITS:
+    raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(SPLITS)}")
+  split, eval_split = SPLITS[name]
   return ml_collections.ConfigDict({
-      "name": name,
-      "split": "train" if one else "paper_train",
-      "eval_split": "train" if one else "paper_test",
+      "name": "quickdraw" if name == "quickdraw_seen" else name,
+      "split": split,
+      "eval_split": eval_split,
       "image_size": 48,
       "data_dir": "",          # raw archives; '' → env LDM_JAX_DATA_DIR → ~/.cache/ldm_jax
       "build_dir": "",         # built TFDS datasets; '' → env LDM_JAX_BUILD_DIR → ~/.cache/ldm_jax/tfds

@@ -17,7 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.job = "critics"
   c.seed = 0
   c.data = common.data_config(a.dataset)
-  qd = a.dataset == "quickdraw"
+  qd = a.dataset in ("quickdraw", "quickdraw_seen")
   c.data.image_size = 48 if qd else 50       # the critics' input size
   c.critics = ml_collections.ConfigDict({
       "train": ("protonet", "simclr"),

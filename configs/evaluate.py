@@ -50,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "categories": 0,             # 0 = all 25 ClickMe categories; else the first ones (smoke runs)
       "seed": 0,
   })
-  if a.dataset == "quickdraw":
+  if a.dataset in ("quickdraw", "quickdraw_seen"):
     c.evaluate.human_per_class = 10
   if a.tiny:
     c.evaluate.samples_per_class = 10

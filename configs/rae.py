@@ -26,7 +26,7 @@ PAPER_BETAS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   a = common.parse_arg(arg, dataset="omniglot", tiny=False, reg="prototype", variant="paper")
-  qd = a.dataset == "quickdraw"
+  qd = a.dataset in ("quickdraw", "quickdraw_seen")
   c = ml_collections.ConfigDict()
   c.job = "rae"
   c.seed = 0

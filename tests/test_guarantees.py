@@ -18,7 +18,7 @@ from conftest import REPO, run_main
 _BUILD = """
 import sys
 from ldm_jax import data
-d = data.load("clickme", "train", build_dir=sys.argv[1])
+d = data.load("clickme", "all", build_dir=sys.argv[1])
 print(len(d["labels"]), int(d["images"].sum()))
 """
 

@@ -81,7 +81,7 @@ def test_category_means():
 @pytest.mark.real_data
 def test_clickme_human_maps_agree_across_halves_of_the_participants():
   from ldm_jax import data
-  d = data.load("clickme", "train", exemplar_space="")
+  d = data.load("clickme", "all", exemplar_space="")
   _, half_a = importance.category_means(d["heatmap_half_a"], d["labels"])
   _, half_b = importance.category_means(d["heatmap_half_b"], d["labels"])
   _, whole = importance.category_means(d["heatmap"], d["labels"])

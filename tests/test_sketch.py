@@ -25,7 +25,7 @@ def omniglot_sketches():
 @pytest.mark.real_data
 def test_stroke_conversions_round_trip_on_real_drawings():
   from ldm_jax import data
-  qd = data.load("quickdraw", "train", with_strokes=True, exemplar_space="")["strokes"][:300]
+  qd = data.load("quickdraw", "all", with_strokes=True, exemplar_space="")["strokes"][:300]
   og = data.load("omniglot", "background", image_size=28, with_strokes=True, exemplar_space="")["strokes"]
   og = [s for s in og if len(s)][:300]
   for s3 in qd:                                                 # stroke-3 ↔ stroke-5 ↔ padded batch: exact

@@ -5,7 +5,9 @@
     split["images"].shape, split["labels"].shape, split["exemplar_index"].shape
 
 Datasets: `omniglot` (options: image_size, with_strokes), `quickdraw` (variant='raw'|'simplified'),
-`quickdraw_bitmap`, `clickme`. The device-resident pipeline is in `ldm_jax.data.pipeline`.
+`quickdraw_bitmap`, `clickme`, `quickdraw_fs` (the paper's npz, official or built by `python -m ldm_jax.data
+quickdraw_fs`, at <data dir>/quickdraw_fs/all_qd_fs_shuffled.npz). The device-resident pipeline is in
+`ldm_jax.data.pipeline`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ldm_jax.data import sources
 from ldm_jax.data.exemplars import select_exemplars
 from ldm_jax.data.sources import DataError
 
-DATASETS = ("omniglot", "quickdraw", "quickdraw_bitmap", "clickme")
+DATASETS = ("omniglot", "quickdraw", "quickdraw_bitmap", "clickme", "quickdraw_fs")
+QUICKDRAW_FS_FILE = "quickdraw_fs/all_qd_fs_shuffled.npz"   # the official file's name, under the data dir
 _READ_CHUNK = 4096
 
 
@@ -126,7 +129,7 @@ def _finish(images, labels, extra: dict[str, Any], exemplar_space: str) -> dict[
   return out
 
 
-def load(name: str, split: str = "train", *, data_dir: Optional[str] = None, build_dir: Optional[str] = None,
+def load(name: str, split: str = "all", *, data_dir: Optional[str] = None, build_dir: Optional[str] = None,
          image_size: int = 48, variant: str = "simplified", with_strokes: bool = False,
          exemplar_space: str = "pixels") -> dict[str, Any]:
   """Numpy arrays of one split: `images` uint8 [N, H, W] (strokes = 255 on 0), `labels` int32 [N] (0..C-1),
@@ -145,17 +148,38 @@ def load(name: str, split: str = "train", *, data_dir: Optional[str] = None, bui
     if with_strokes:
       extra["strokes"] = table["strokes"][rows]
     return _finish(images, labels, extra, exemplar_space)
+  if name == "quickdraw_fs":
+    from ldm_jax.data import quickdraw
+    path = sources.data_dir(data_dir) / QUICKDRAW_FS_FILE
+    if not path.exists():
+      raise DataError(f"no QuickDraw-FS file at {path}: put the official all_qd_fs_shuffled.npz there, or build one "
+                      f"with `python -m ldm_jax.data quickdraw_fs --critics_workdir=<SimCLR critics>`")
+    if split not in ("all", "train", "test"):
+      raise ValueError(f"unknown quickdraw_fs split {split!r}; choose one of ('all', 'train', 'test')")
+    fs = quickdraw.load_quickdraw_fs(path, split)
+    classes = len(fs["exemplars"])
+    # The prototypes are drawings of their class: one more row per class, which is the class's exemplar.
+    images = np.concatenate([fs["images"], fs["exemplars"]])
+    labels = np.concatenate([fs["labels"], np.arange(classes, dtype=np.int32)])
+    out = {"images": images, "labels": labels, "class_names": fs["classes"]}
+    if exemplar_space:
+      out["exemplar_index"] = len(fs["images"]) + np.arange(classes)
+    return out
   if name in ("quickdraw", "quickdraw_bitmap", "clickme"):
-    ds = data_source(name, data_dir=data_dir, build_dir=build_dir, variant=variant)
-    if split not in ds:
-      raise ValueError(f"unknown {name} split {split!r}; choose one of {sorted(ds)}")
-    src = ds[split]
+    from ldm_jax.data import quickdraw
+    splits = quickdraw.CATEGORY_SPLITS if name != "clickme" else ("all",)
+    if split not in splits:
+      raise ValueError(f"unknown {name} split {split!r}; choose one of {splits}")
+    src = data_source(name, data_dir=data_dir, build_dir=build_dir, variant=variant)["train"]   # one TFDS split
     keys = {"quickdraw": ("image", "category", "key_id", "recognized") + (("strokes",) if with_strokes else ()),
             "quickdraw_bitmap": ("image", "category"),
             "clickme": ("image", "label", "category", "heatmap", "heatmap_half_a", "heatmap_half_b", "n_sessions",
                         "n_clicks")}[name]
     cols = _read_all(src, keys)
     table = {k: (_ragged(v) if k == "strokes" else _stack(v)) for k, v in cols.items()}
+    if name != "clickme" and split != "all":
+      rows = quickdraw.category_rows(table["category"], split, data_dir)
+      table = {k: v[rows] for k, v in table.items()}
     category = table["label"] if name == "clickme" else table["category"]
     names, labels = np.unique(category, return_inverse=True)
     images = table.pop("image")
@@ -168,7 +192,12 @@ def splits_of(name: str) -> tuple[str, ...]:
   if name == "omniglot":
     from ldm_jax.data import omniglot
     return omniglot.SPLITS
-  return ("train",)
+  if name == "clickme":
+    return ("all",)
+  if name == "quickdraw_fs":
+    return ("all", "train", "test")
+  from ldm_jax.data import quickdraw
+  return quickdraw.CATEGORY_SPLITS
 
 
 def info(name: str, split: Optional[str] = None, **options) -> dict[str, Any]:

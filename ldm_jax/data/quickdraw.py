@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pathlib
@@ -26,6 +27,40 @@ from ldm_jax.data import sources, strokes as strokes_lib
 
 RASTER_SIZE = 48
 QUICKDRAW_FS_TEST_FROM = 550
+# One-shot generation is judged on categories never seen in training. QuickDraw-FS holds out 115 of its 665
+# categories (paper §3); the 345 official Quick, Draw! categories (categories.txt) are split in the same proportion
+# (60 held out), the held-out ones being the first by SHA-256 of their name: fixed by the official list, never by
+# which categories a download happens to hold.
+HELD_OUT = (115, 665)
+CATEGORY_SPLITS = ("all", "train", "test")   # every category | training categories | held-out categories
+
+
+def held_out_categories(official: list[str]) -> frozenset[str]:
+  ranked = sorted(official, key=lambda c: hashlib.sha256(c.encode("utf-8")).hexdigest())
+  return frozenset(ranked[:round(len(official) * HELD_OUT[0] / HELD_OUT[1])])
+
+
+def category_rows(categories: np.ndarray, split: str, root=None) -> np.ndarray:
+  """Rows of `categories` (one name, or index into the official list, per drawing) in a category split: 'all',
+  'train' or 'test' (held out)."""
+  if split not in CATEGORY_SPLITS:
+    raise ValueError(f"unknown QuickDraw split {split!r}; choose one of {CATEGORY_SPLITS} ('train'/'test' are "
+                     f"disjoint sets of categories, 'all' is every category: generation of seen categories)")
+  if split == "all":
+    return np.arange(len(categories))
+  official = read_categories(root)
+  categories = np.asarray(categories)
+  if np.issubdtype(categories.dtype, np.integer):   # the ndjson builder stores indices into the official list
+    categories = np.asarray(official)[categories]
+  unknown = sorted(set(np.unique(categories).astype(str)) - set(official))
+  if unknown:
+    raise ValueError(f"categories {unknown[:5]} are not in the official Quick, Draw! list: no train/test side")
+  held = held_out_categories(official)
+  mask = np.array([c in held for c in np.asarray(categories).astype(str)], bool)
+  rows = np.flatnonzero(mask if split == "test" else ~mask)
+  if len(rows) == 0:
+    raise ValueError(f"QuickDraw split {split!r} holds none of these {len(np.unique(categories))} categories")
+  return rows
 
 
 def read_categories(root=None) -> list[str]:
@@ -144,15 +179,17 @@ class QuickdrawBitmap28(ArchiveBuilder):
 def load_quickdraw_fs(path: str | pathlib.Path, split: str = "train") -> dict[str, np.ndarray]:
   """The official QuickDraw-FS npz → images [N, 48, 48] uint8, labels [N], exemplars [C, 48, 48] of one split.
 
-  Classes 0..549 are `train`, 550..664 `test` (paper §3); `all` keeps every class.
+  Classes 0..549 are `train`, 550..664 `test` (paper §3); a file built by `quickdraw_fs.build` says where its test
+  classes start (`test_from`); `all` keeps every class.
   """
   with np.load(path) as f:
     data, prototype = f["data"], f["prototype"]
+    test_from = int(f["test_from"]) if "test_from" in f else QUICKDRAW_FS_TEST_FROM   # built by quickdraw_fs
   if data.ndim != 4 or prototype.shape[0] != data.shape[0] or prototype.shape[1] < 1:
     raise ValueError(f"{path}: expected data [C, n, H, W] and prototype [C, >=1, H, W], got {data.shape} and "
                      f"{prototype.shape}")
-  classes = {"train": np.arange(min(QUICKDRAW_FS_TEST_FROM, len(data))),
-             "test": np.arange(QUICKDRAW_FS_TEST_FROM, len(data)), "all": np.arange(len(data))}[split]
+  classes = {"train": np.arange(min(test_from, len(data))),
+             "test": np.arange(test_from, len(data)), "all": np.arange(len(data))}[split]
 
   def to_uint8(x):
     return x.astype(np.uint8) if x.dtype == np.uint8 else np.clip(np.rint(x * 255 if x.max() <= 1 else x), 0,

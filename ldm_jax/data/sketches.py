@@ -43,7 +43,7 @@ def _raw_drawings(source: str, split: str, data_dir, build_dir, variant: str):
       raise ValueError(f"omniglot_npz split must be one of {sorted(table.files)}, got {split!r}")
     return [S.stroke3_to_absolute(np.asarray(s, np.float32)) for s in table[split]], None, None
   if source == "quickdraw":
-    d = data.load("quickdraw", "train", variant=variant, with_strokes=True, exemplar_space="", data_dir=data_dir,
+    d = data.load("quickdraw", "all", variant=variant, with_strokes=True, exemplar_space="", data_dir=data_dir,
                   build_dir=build_dir)
     return [S.stroke3_to_absolute(s) for s in d["strokes"]], None, d["labels"]   # stored as stroke-3
   raise ValueError(f"unknown sketch source {source!r}; choose one of {SOURCES}")

@@ -257,7 +257,7 @@ def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, An
   overlays (5a) and the bar plot (5b)."""
   ic = cfg.importance
   dc = cfg.data
-  click = rae_job.load_split(ml_collections.ConfigDict({"data": {**dc.to_dict(), "name": "clickme"}}), "train")
+  click = rae_job.load_split(ml_collections.ConfigDict({"data": {**dc.to_dict(), "name": "clickme"}}), "all")
   labels = np.asarray(click["labels"])
   keep = np.flatnonzero(labels < ic.categories) if ic.categories else np.arange(len(labels))
   labels = labels[keep]

@@ -33,7 +33,7 @@ def load_set(cfg) -> np.ndarray:
     rows = np.flatnonzero(d["alphabet"] == dc.category)
     known = sorted(set(d["alphabet"].tolist()))
   else:
-    d = data_lib.load(dc.name, "train", exemplar_space="", **kw)
+    d = data_lib.load(dc.name, "all", exemplar_space="", **kw)
     names = [str(x) for x in d["class_names"]]
     rows = np.flatnonzero(d["labels"] == names.index(dc.category)) if dc.category in names else np.array([])
     known = names
