@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.study_combinations import combination_runs
+from experiments.study_combinations import PARTNERS, combination_runs
 from experiments.study_rae_sweeps import rae_runs
 from ldm_jax import study
 from ldm_jax.models.rae import REGULARIZERS
@@ -29,7 +29,7 @@ def build_runs(args):
   root = pathlib.Path(args.root).absolute()
   grid = rae_runs(args.datasets.split(","), REGULARIZERS, args.tiny)
   grid += combination_runs(args.combination_datasets.split(",") if args.combination_datasets else [],
-                           ("barlow", "simclr", "kl", "vq"), args.tiny)
+                           args.partners.split(","), args.tiny)
   return ldm_runs(grid, root, args.unet, args.tiny)
 
 
@@ -37,6 +37,7 @@ def add_arguments(p):
   p.add_argument("--datasets", default="omniglot,quickdraw")
   p.add_argument("--combination-datasets", default="quickdraw")
   p.add_argument("--unet", default="paper")
+  p.add_argument("--partners", default=",".join(PARTNERS), help="Fig. 4 partners of the prototype regularizer")
 
 
 build_runs.add_arguments = add_arguments

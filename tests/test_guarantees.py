@@ -94,6 +94,8 @@ TINY_RAE = "--config=configs/rae.py:omniglot,tiny"
     ("--config.rae.no_such_key=1", "unknown config key 'rae.no_such_key' .* keys under 'rae': barlow_lambda"),
     ("--config.train.batch_size=0", "train.batch_size must be positive, got 0"),
     ("--config.train.sweep_mode=fast", "train.sweep_mode must be one of"),
+    ("--config.rae.simclr_loss=infonce", "rae.simclr_loss must be one of \\('eq14', 'nt_xent'\\)"),
+    ("--config.rae.prototype_projector=deep", "rae.prototype_projector must be one of \\('linear', 'mlp'\\)"),
     ("--config.rae.regularizers=('kl',)", "sweep.regularizer='prototype' is not in rae.regularizers=\\('kl',\\)"),
 ])
 def test_config_errors_are_one_line_before_anything_is_written(tmp_path, override, message):

@@ -203,10 +203,14 @@ def write_figures(out: pathlib.Path, results: list[dict], title: str = "") -> li
   return written
 
 
-def replot(workdir: str | pathlib.Path) -> list[str]:
-  """Regenerate an evaluation's figures from its scores.json (e.g. committed results) without re-scoring."""
-  out = pathlib.Path(workdir)
-  summary = json.loads((out / "scores.json").read_text())
+def replot(workdir: str | pathlib.Path, out: str | pathlib.Path | None = None) -> list[str]:
+  """Regenerate an evaluation's figures from its scores.json (an eval workdir, or the json file itself, e.g.
+  committed results) into `out` (default: beside the json) without re-scoring."""
+  src = pathlib.Path(workdir)
+  src = src / "scores.json" if src.is_dir() else src
+  out = pathlib.Path(out) if out is not None else src.parent
+  out.mkdir(parents=True, exist_ok=True)
+  summary = json.loads(src.read_text())
   written = write_figures(out, summary["points"], summary.get("data", ""))
   imp = summary.get("importance")
   if imp and imp.get("spearman"):
