@@ -347,3 +347,34 @@ def test_evaluate_job_judges_with_published_torch_critic_files(trained, tmp_path
                                 "featurizer": f"{tmp_path}/simclr.pt"}
   assert {p["name"] for p in summary["points"]} == {"humans", "samples_1"}
   assert (tmp_path / "eval" / "table.md").read_text().startswith("Critics: the published PyTorch critics")
+
+
+def test_generate_cli_from_a_users_drawings(trained, tmp_path):
+  """`python -m ldm_jax.generate` on the exported model with two PNGs (one inverted, one larger): the exemplars are
+  prepared like the data layer's, n samples each in the evaluate job's npz format; an unreadable file is one
+  line, exit 2, nothing written."""
+  import subprocess
+  import sys
+  from PIL import Image
+  from ldm_jax import data
+  from ldm_jax.generate import prepare_drawing
+  test = data.load("omniglot", "paper_test")
+  a, b = test["images"][test["exemplar_index"][:2]]
+  Image.fromarray(255 - a).save(tmp_path / "a.png")                        # black on white, like a scan
+  Image.fromarray(np.kron(b, np.ones((2, 2), np.uint8))).save(tmp_path / "b.png")   # 96×96, white on black
+  model = trained / "ldm" / "models" / "1"
+  cmd = [sys.executable, "-m", "ldm_jax.generate", f"--model={model}", "--exemplar", str(tmp_path / "a.png"),
+         str(tmp_path / "b.png"), "--n=3", f"--out={tmp_path}/out/grid.png"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  got = np.load(tmp_path / "out" / "grid.npz")
+  assert got["images"].shape == (2, 3, 48, 48) and np.isfinite(got["images"]).all()
+  np.testing.assert_array_equal(got["exemplars"][0], a)
+  np.testing.assert_array_equal(got["exemplars"][1], prepare_drawing(tmp_path / "b.png", 48))
+  assert (tmp_path / "out" / "grid.png").stat().st_size > 1000
+  (tmp_path / "bad.png").write_bytes(b"\x89PNG broken")
+  bad = subprocess.run([*cmd[:5], str(tmp_path / "bad.png"), "--n=3", f"--out={tmp_path}/bad/grid.png"],
+                       capture_output=True, text=True, timeout=600)
+  lines = bad.stderr.strip().splitlines()
+  assert bad.returncode == 2 and len(lines) == 1 and "bad.png: not a readable image" in lines[0], bad.stderr
+  assert not (tmp_path / "bad").exists()
