@@ -38,7 +38,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif a.variant != "paper":
     raise ValueError(f"variant must be 'paper' or 'code', got {a.variant!r}")
   c.augment = common.augment_config()
-  c.sweep = ml_collections.ConfigDict({"regularizer": a.reg, "betas": tuple(float(b) for b in PAPER_BETAS[a.reg])})
+  # One regularizer's β swept (the others at rae.beta), or `members`: a mixed sweep, each member its own
+  # regularizers and β ('kl=0.001', 'prototype=2,barlow=30', 'none'; then betas=()), one program for a whole figure.
+  c.sweep = ml_collections.ConfigDict({"regularizer": a.reg, "betas": tuple(float(b) for b in PAPER_BETAS[a.reg]),
+                                       "members": ()})
   c.train = common.rae_train_config(epochs=200 if qd else 300)
   if qd:
     c.train.lr_decay_every_epochs = 0

@@ -14,8 +14,10 @@ Results (one JSON line each):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,22 +31,47 @@ from ldm_jax.train import rae, sweep
 
 
 def epoch_runner(cfg, train, k: int, sweep_mode: str):
-  """(run(), images per call) for a K-member sweep epoch."""
+  """(run(), images per call) for a K-member sweep epoch of the config's first regularizer (β = 1..K)."""
+  c = cfg.copy_and_resolve_references()
+  c.sweep.regularizer, c.sweep.betas, c.sweep.members = c.rae.regularizers[0], tuple(range(1, k + 1)), ()
+  return sweep_program(c, train, sweep_mode)
+
+
+FIGURE_MEMBERS = ("kl=0.001", "vq=10", "classification=3", "prototype=2", "simclr=1", "barlow=6", "none")
+
+
+def figure_sweeps(cfg):
+  """Fig. 3's grid at one β per regularizer (+ the plain RAE): one mixed sweep, or one plain sweep per member."""
+  mixed = cfg.copy_and_resolve_references()
+  mixed.rae.regularizers = tuple(r for r in rae.REGULARIZERS)
+  mixed.sweep.betas, mixed.sweep.members = (), FIGURE_MEMBERS
+  return mixed, [rae.member_config(mixed, m) for m in rae.sweep_members(mixed)[0]]
+
+
+def sweep_program(cfg, train, sweep_mode: str):
+  """(first(), run(), images per call): a sweep epoch of `cfg`'s own members (its β matrix, its forward passes);
+  `first` compiles and runs once."""
   model = rae.build_model(cfg, int(train["labels"].max()) + 1)
   spe = pipeline.steps_per_epoch(len(train["labels"]), cfg.train.batch_size)
   tx = rae.make_optimizer(cfg, spe)
-  init_fn = lambda key: model.init(key, jnp.zeros((2, 48, 48, 1)), False)
-  states = sweep.init_sweep(init_fn, tx, sweep.member_keys(0, k))
-  betas = jnp.ones((k, 6))
+  hparams = rae.sweep_hparams(cfg)
+  k = len(hparams["beta"])
+  states = sweep.init_sweep(functools.partial(rae.init_variables, model, cfg), tx, sweep.member_keys(0, k))
   data = pipeline.to_device(train)
   fn = sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, cfg.train.batch_size, None, sweep_mode)
   holder = {"s": states}
 
   def run():
-    holder["s"], m = fn(holder["s"], {"beta": betas}, data)
+    holder["s"], m = fn(holder["s"], hparams, data)
     return m
 
   return run, spe * cfg.train.batch_size * k
+
+
+def first_call_seconds(run) -> float:
+  t = time.perf_counter()
+  jax.block_until_ready(run())
+  return time.perf_counter() - t
 
 
 def torch_threads() -> int:
@@ -84,9 +111,67 @@ def torch_throughput(train, batch: int, repeats: int) -> float | None:
   return spe * batch / sorted(times)[len(times) // 2]
 
 
+def conv_results(cfg, train, repeats, throughput) -> dict[str, float]:
+  """One model's epoch with each conv implementation vs 'xla', and the best (and 'auto') vs PyTorch."""
+  impls = ("xla", "s2d", "matmul", "vjp")
+  per_impl = {impl: throughput(1, "vmap", impl) for impl in impls}
+  for impl in impls[1:]:
+    emit(f"rae_conv_{impl}", "xla convolutions", f"{impl} convolutions", "images/s", per_impl["xla"],
+         per_impl[impl], batch=cfg.train.batch_size)
+  best = max(per_impl, key=per_impl.get)
+  torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
+  if torch_rate is not None:
+    for impl in sorted({rae.resolve_conv_impl("auto"), best}):
+      emit(f"rae_vs_pytorch_{impl}", "PyTorch RAE step (experiments/torch_rae.py)",
+           f"ldm_jax scanned epoch ({impl})", "images/s", torch_rate, per_impl[impl], batch=cfg.train.batch_size,
+           torch_threads=torch_threads())
+  return per_impl
+
+
+def figure_results(cfg, train, repeats, impl: str, on_cpu: bool) -> None:
+  """One program per figure (the central study): a mixed sweep vs one sweep per regularizer, in each sweep mode;
+  steady-state epochs, and compile + first epoch (what a short study pays per run)."""
+  mixed_cfg, own_cfgs = figure_sweeps(cfg)
+  mixed_cfg.rae.conv_impl = impl
+  parts = []
+  for c in own_cfgs:
+    c.rae.conv_impl = impl
+    run, images = sweep_program(c, train, "map")
+    parts.append((first_call_seconds(run), seconds_per_call(run, repeats=repeats, warmup=0), images))
+  per_reg_rate = sum(p[2] for p in parts) / sum(p[1] for p in parts)
+  per_reg_first = sum(p[0] for p in parts)
+  for mode in (("map", "vmap") if on_cpu else ("vmap", "map")):
+    run, images = sweep_program(mixed_cfg, train, mode)
+    first = first_call_seconds(run)
+    emit(f"rae_figure_mixed_{mode}", f"{len(own_cfgs)} sweeps, one per regularizer (map)",
+         f"one mixed sweep of {len(own_cfgs)} members ({mode})", "images/s, all models", per_reg_rate,
+         images / seconds_per_call(run, repeats=repeats, warmup=0), members=list(FIGURE_MEMBERS), conv_impl=impl)
+    emit(f"rae_figure_mixed_{mode}_first_epoch", f"{len(own_cfgs)} sweeps: compile + first epoch each",
+         f"one mixed sweep ({mode}): compile + first epoch", "1/s (compile + first epoch)", 1 / per_reg_first,
+         1 / first, members=list(FIGURE_MEMBERS), conv_impl=impl)
+
+
+def sweep_results(args, impl: str, single_rate, on_cpu: bool, throughput) -> None:
+  """K-member sweeps in each mode vs K separate runs (whose total rate is the single-model rate)."""
+  ks = (4,) if args.quick else (4, 8)
+  modes = ("sequential", "map", "vmap") if on_cpu else ("vmap", "sequential")
+  # Under vmap a convolution becomes a grouped convolution, a matmul a batched matmul: measure both layouts.
+  sweep_impls = (impl,) if on_cpu or impl == "matmul" else (impl, "matmul")
+  for regs, tag in ((("prototype",), ""), (("simclr",), "_contrastive")):
+    single = single_rate if not tag and single_rate else throughput(1, "vmap", impl, regs)
+    for k in ks:
+      for mode in modes:
+        for i in sweep_impls if mode == "vmap" else (impl,):
+          emit(f"rae_sweep_K{k}_{mode}_{i}{tag}", f"{k} separate runs ({impl})",
+               f"one {mode} sweep of {k} models ({i})", "images/s, all models", single,
+               throughput(k, mode, i, regs), conv_impl=i)
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--only", choices=("conv", "figure", "sweep"),
+                      help="one group of results (figure/sweep then use the backend's 'auto' convolutions)")
   args = parser.parse_args()
   cfg = rae_config.get_config("omniglot")
   n = 256 if args.quick else (2560 if jax.default_backend() == "cpu" else 10240)
@@ -102,32 +187,15 @@ def main():
     run, images = epoch_runner(c, train, k, mode)
     return images / seconds_per_call(run, repeats=repeats)  # summed over the K models
 
-  impls = ("xla", "s2d", "matmul", "vjp")
-  per_impl = {impl: throughput(1, "vmap", impl) for impl in impls}
-  for impl in impls[1:]:
-    emit(f"rae_conv_{impl}", "xla convolutions", f"{impl} convolutions", "images/s", per_impl["xla"],
-         per_impl[impl], batch=cfg.train.batch_size)
-  best = max(per_impl, key=per_impl.get)
-  auto = rae.resolve_conv_impl("auto")
-  torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
-  if torch_rate is not None:
-    for impl in sorted({auto, best}):
-      emit(f"rae_vs_pytorch_{impl}", "PyTorch RAE step (experiments/torch_rae.py)",
-           f"ldm_jax scanned epoch ({impl})", "images/s", torch_rate, per_impl[impl], batch=cfg.train.batch_size,
-           torch_threads=torch_threads())
-  ks = (4,) if args.quick else (4, 8)
-  modes = ("sequential", "map", "vmap") if on_cpu else ("vmap", "sequential")
-  # Under vmap a convolution becomes a grouped convolution, a matmul a batched matmul: measure both layouts.
-  sweep_impls = (best,) if on_cpu or best == "matmul" else (best, "matmul")
-  for regs, tag in ((("prototype",), ""), (("simclr",), "_contrastive")):
-    single = per_impl[best] if not tag else throughput(1, "vmap", best, regs)
-    for k in ks:
-      for mode in modes:
-        for impl in sweep_impls if mode == "vmap" else (best,):
-          # K separate runs back to back deliver the single-model rate in total.
-          emit(f"rae_sweep_K{k}_{mode}_{impl}{tag}", f"{k} separate runs ({best})",
-               f"one {mode} sweep of {k} models ({impl})", "images/s, all models", single,
-               throughput(k, mode, impl, regs), conv_impl=impl)
+  impl, single = rae.resolve_conv_impl("auto"), None
+  if args.only in (None, "conv"):
+    per_impl = conv_results(cfg, train, repeats, throughput)
+    impl = max(per_impl, key=per_impl.get)
+    single = per_impl[impl]
+  if args.only in (None, "figure"):
+    figure_results(cfg, train, repeats, impl, on_cpu)
+  if args.only in (None, "sweep"):
+    sweep_results(args, impl, single, on_cpu, throughput)
 
 
 if __name__ == "__main__":

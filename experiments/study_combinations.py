@@ -15,15 +15,17 @@ from ldm_jax import study
 PARTNERS = {"barlow": 30.0, "simclr": 1.0, "kl": 1e-3, "vq": 20.0}   # Fig. 4a-d captions
 
 
-def combination_runs(datasets, partners, tiny: bool) -> list[study.Run]:
-  betas = rae_config.PAPER_BETAS["prototype"][:2] if tiny else rae_config.PAPER_BETAS["prototype"]
+def combination_runs(datasets, partners, tiny: bool, betas=None, overrides=()) -> list[study.Run]:
+  """`betas`: the prototype β values (default: the A.5 range, its first two with `tiny`)."""
+  if betas is None:
+    betas = rae_config.PAPER_BETAS["prototype"][:2] if tiny else rae_config.PAPER_BETAS["prototype"]
   runs = []
   for ds in datasets:
     for other in partners:
       runs.append(study.Run(
           f"{ds}/rae_prototype+{other}", f"configs/rae.py:{ds},reg=prototype" + (",tiny" if tiny else ""),
           (("rae.regularizers", repr(("prototype", other))), (f"rae.beta.{other}", repr(PARTNERS[other])),
-           ("sweep.betas", repr(tuple(float(b) for b in betas)))), members=len(betas)))
+           ("sweep.betas", repr(tuple(float(b) for b in betas))), *overrides), members=len(betas)))
   return runs
 
 

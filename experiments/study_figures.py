@@ -14,17 +14,18 @@ from experiments.study_ldm import build_runs as ldm_build_runs, add_arguments as
 from ldm_jax import study
 
 
-def eval_runs(ldm_grid, root, tiny: bool) -> list[study.Run]:
+def eval_runs(ldm_grid, root, tiny: bool, critics_overrides=(), eval_overrides=()) -> list[study.Run]:
+  """The critics and the evaluation of every diffusion model of `ldm_grid` (latent or pixel space), per dataset."""
   runs = []
   t = ",tiny" if tiny else ""
   for ds in dict.fromkeys(r.name.split("/")[0] for r in ldm_grid):
     ldms = tuple(r.name for r in ldm_grid if r.name.startswith(ds + "/"))
-    runs.append(study.Run(f"{ds}/critics", f"configs/critics.py:{ds}{t}", members=2))
+    runs.append(study.Run(f"{ds}/critics", f"configs/critics.py:{ds}{t}", critics_overrides, members=2))
     runs.append(study.Run(
         f"{ds}/eval", f"configs/evaluate.py:{ds}{t}",
         (("evaluate.critics_workdir", str(root / ds / "critics")),
          ("evaluate.ldm_workdirs", repr(tuple(str(root / n) for n in ldms))),
-         ("importance.enabled", str(ds == "quickdraw"))),
+         ("importance.enabled", str(ds == "quickdraw")), *eval_overrides),
         requires=(f"{ds}/critics", *ldms), members=sum(r.members for r in ldm_grid if r.name in ldms)))
   return runs
 

@@ -18,9 +18,9 @@ from ldm_jax import study
 from ldm_jax.models.rae import REGULARIZERS
 
 
-def ldm_runs(rae_grid, root, unet: str, tiny: bool) -> list[study.Run]:
+def ldm_runs(rae_grid, root, unet: str, tiny: bool, overrides=()) -> list[study.Run]:
   return [study.Run(r.name.replace("/rae_", "/ldm_"), f"configs/ldm.py:{r.name.split('/')[0]},unet={unet}"
-                    + (",tiny" if tiny else ""), (("ldm.rae_workdir", str(root / r.name)),),
+                    + (",tiny" if tiny else ""), (("ldm.rae_workdir", str(root / r.name)), *overrides),
                     requires=(r.name,), members=r.members) for r in rae_grid]
 
 

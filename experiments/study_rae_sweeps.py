@@ -16,16 +16,19 @@ from ldm_jax import study
 from ldm_jax.models.rae import REGULARIZERS
 
 
-def rae_runs(datasets, regularizers, tiny: bool) -> list[study.Run]:
+def rae_runs(datasets, regularizers, tiny: bool, betas=None, overrides=()) -> list[study.Run]:
+  """`betas`: {regularizer: β values} (default: the A.5 range, its first two with `tiny`); `overrides`: (key,
+  value) pairs for every run (a study scale's schedule)."""
   runs = []
   for ds in datasets:
     t = ",tiny" if tiny else ""
     runs.append(study.Run(f"{ds}/rae_none", f"configs/rae.py:{ds}{t}",
-                          (("rae.regularizers", "()"), ("sweep.betas", "()")), members=1))
+                          (("rae.regularizers", "()"), ("sweep.betas", "()"), *overrides), members=1))
     for reg in regularizers:
-      betas = rae_config.PAPER_BETAS[reg][:2] if tiny else rae_config.PAPER_BETAS[reg]
+      values = betas[reg] if betas else rae_config.PAPER_BETAS[reg][:2] if tiny else rae_config.PAPER_BETAS[reg]
       runs.append(study.Run(f"{ds}/rae_{reg}", f"configs/rae.py:{ds},reg={reg}{t}",
-                            (("sweep.betas", repr(tuple(float(b) for b in betas))),), members=len(betas)))
+                            (("sweep.betas", repr(tuple(float(b) for b in values))), *overrides),
+                            members=len(values)))
   return runs
 
 

@@ -47,13 +47,52 @@ def _check_rae(rae: ml_collections.ConfigDict, prefix: str) -> None:
     raise ConfigError(f"{prefix}rae.simclr_ema_momentum must be in [0, 1), got {rae.simclr_ema_momentum!r}")
 
 
+def parse_member(spec: str) -> dict[str, float]:
+  """A mixed sweep's member, 'prototype=2,barlow=30' (or 'none'), as {regularizer: β} with every β ≠ 0."""
+  if spec.strip() == "none":
+    return {}
+  out = {}
+  for part in spec.split(","):
+    name, eq, value = part.strip().partition("=")
+    if not eq or name not in REGULARIZERS or name in out:
+      raise ConfigError(f"sweep.members: {spec!r} is not 'none' or 'reg=β,...' with distinct regularizers from "
+                        f"{REGULARIZERS}")
+    try:
+      out[name] = float(value)
+    except ValueError:
+      raise ConfigError(f"sweep.members: β {value!r} in {spec!r} is not a number") from None
+    if not out[name] > 0:
+      raise ConfigError(f"sweep.members: β of {name} in {spec!r} must be > 0 (leave a term out to switch it off)")
+  return out
+
+
+def _mixed_betas(active, sweep) -> list[tuple[float, ...]]:
+  if tuple(sweep.betas):
+    raise ConfigError("sweep.members defines the sweep: set --config.sweep.betas='()' (both were given)")
+  betas = []
+  for spec in sweep.members:
+    member = parse_member(spec)
+    missing = [r for r in member if r not in active]
+    if missing:
+      raise ConfigError(f"sweep.members: {spec!r} uses {missing}, not in rae.regularizers={active} (the model "
+                        f"holds the heads of every regularizer its members use)")
+    betas.append(tuple(member.get(r, 0.0) for r in REGULARIZERS))
+  if len(set(betas)) < len(betas):
+    raise ConfigError(f"sweep.members={tuple(sweep.members)} gives identical members")
+  return betas
+
+
 def sweep_betas(rae: ml_collections.ConfigDict, sweep: ml_collections.ConfigDict) -> list[tuple[float, ...]]:
   """The β vector (in `REGULARIZERS` order) of every member of an RAE sweep; refuses a sweep that would train
-  something other than what it names: an unknown or inactive swept regularizer, or two identical members."""
+  something other than what it names: an unknown or inactive swept regularizer, or two identical members.
+  `sweep.members` (a mixed sweep: each member its own regularizers and β, e.g. ('kl=0.001', 'prototype=2,barlow=30',
+  'none')) replaces `sweep.regularizer` / `sweep.betas`."""
   active = tuple(rae.regularizers)
   unknown = [r for r in active if r not in REGULARIZERS]
   if unknown:
     raise ConfigError(f"rae.regularizers: unknown {unknown}; known: {REGULARIZERS}")
+  if tuple(sweep.get("members", ())):
+    return _mixed_betas(active, sweep)
   values = tuple(sweep.betas)
   if values and sweep.regularizer not in active:
     raise ConfigError(f"sweep.regularizer={sweep.regularizer!r} is not in rae.regularizers={active}: the sweep "

@@ -124,7 +124,17 @@ def probe_step_seconds(cfg, members: int) -> float:
     loss_fn, tx = rae.make_loss_fn(model, cfg), rae.make_optimizer(cfg, 1)
     size = cfg.data.image_size
     init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
-    data, hparams, member_data = pipeline.to_device(train), {"beta": jnp.ones((members, 6))}, False
+    hparams = rae.sweep_hparams(cfg)   # the run's own members (a mixed sweep's forward pass per member)
+    if len(hparams["beta"]) != members:
+      raise ValueError(f"run has members={members} but its config sweeps {len(hparams['beta'])}")
+    data, member_data = pipeline.to_device(train), False
+  elif cfg.job == "ldm" and cfg.ldm.space == "pixel":
+    size = cfg.data.image_size
+    denoiser = ldm_lib.build_denoiser("pixel", cfg.ldm.unet, 0, rae.resolve_conv_impl(cfg.ldm.conv_impl))
+    loss_fn, tx = ldm_job.make_loss_fn(denoiser, cfg, "pixel"), ldm_job.make_optimizer(cfg, 1)
+    x = jnp.zeros((2, size, size, 1))
+    init_fn = lambda key: denoiser.init(key, x, x, jnp.zeros((2,), jnp.int32))
+    data, hparams, member_data = pipeline.to_device(train), {"member": jnp.arange(members)}, False
   elif cfg.job == "ldm":
     from configs import rae as rae_config
     d = rae_config.get_config(cfg.data.name).rae.latent_dim
@@ -194,8 +204,17 @@ def dry_run(root: pathlib.Path, runs: Sequence[Run], step_seconds: float | None 
   return rows
 
 
+def record_time(root: pathlib.Path, run: Run, started_from: str, seconds: float, rc: int) -> None:
+  """One JSON line per attempt in `<root>/timings.jsonl`: the study's wall clock per run (and so per stage)."""
+  row = {"run": run.name, "from": started_from, "seconds": round(seconds, 1), "rc": rc, "members": run.members,
+         "end": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  with open(root / "timings.jsonl", "a") as f:
+    f.write(json.dumps(row) + "\n")
+
+
 def execute(root: pathlib.Path, runs: Sequence[Run], extra=(), python: str = sys.executable) -> None:
-  """Runs every unfinished run in order (resuming the interrupted one); stops at the first failure."""
+  """Runs every unfinished run in order (resuming the interrupted one), each attempt's wall clock in
+  `<root>/timings.jsonl`; stops at the first failure."""
   for run in runs:
     if state(root, run) == "done":
       print(f"[study] {run.name}: done", flush=True)
@@ -207,7 +226,9 @@ def execute(root: pathlib.Path, runs: Sequence[Run], extra=(), python: str = sys
     cmd = command(root, run, extra, python)
     print(f"[study] {run.name}: {state(root, run)} → {' '.join(cmd[1:])}", flush=True)
     (root / run.name).mkdir(parents=True, exist_ok=True)
+    start, t0 = state(root, run), time.perf_counter()
     rc = subprocess.call(cmd, cwd=REPO, env=os.environ.copy())
+    record_time(root, run, start, time.perf_counter() - t0, rc)
     if rc != 0:
       raise SystemExit(f"[study] {run.name} failed (exit {rc}); rerun the same command to resume it")
 

@@ -97,6 +97,7 @@ TINY_RAE = "--config=configs/rae.py:omniglot,tiny"
     ("--config.rae.simclr_loss=infonce", "rae.simclr_loss must be one of \\('eq14', 'nt_xent'\\)"),
     ("--config.rae.prototype_projector=deep", "rae.prototype_projector must be one of \\('linear', 'mlp'\\)"),
     ("--config.rae.regularizers=('kl',)", "sweep.regularizer='prototype' is not in rae.regularizers=\\('kl',\\)"),
+    ("--config.sweep.members=('kl=0.1','none')", "sweep.members defines the sweep: set --config.sweep.betas='\\(\\)'"),
 ])
 def test_config_errors_are_one_line_before_anything_is_written(tmp_path, override, message):
   import re
@@ -125,6 +126,19 @@ def test_config_values_are_checked_in_every_job_and_stage():
     config_checks.validate(rae)
   rae.sweep.betas = ()                                     # no sweep: one member of the configured β
   assert config_checks.sweep_betas(rae.rae, rae.sweep) == [(rae.rae.beta.kl, 0.0, 0.0, 0.0, 0.0, 0.0)]
+  # A mixed sweep: each member names its own terms, all of them heads of the model; β exactly as named.
+  rae.rae.regularizers = ("kl", "prototype", "barlow")
+  rae.sweep.members = ("kl=0.001", "prototype=2,barlow=30", "none")
+  assert config_checks.sweep_betas(rae.rae, rae.sweep) == [
+      (1e-3, 0, 0, 0, 0, 0), (0, 0, 0, 2.0, 0, 30.0), (0, 0, 0, 0, 0, 0)]
+  for members, message in ((("vq=1",), r"'vq=1' uses \['vq'\], not in rae.regularizers"),
+                           (("kl=0",), "β of kl in 'kl=0' must be > 0"),
+                           (("kl=x",), "β 'x' in 'kl=x' is not a number"),
+                           (("kl=1,kl=2",), "distinct regularizers"),
+                           (("none", "none"), "identical members")):
+    rae.sweep.members = members
+    with pytest.raises(config_checks.ConfigError, match=message):
+      config_checks.validate(rae)
 
 
 # --- corrupt archives -------------------------------------------------------------------------------------------

@@ -88,45 +88,51 @@ def latent_kind(model, exemplars_u8) -> str:
   return "sampled" if not np.allclose(a, b) else "deterministic"
 
 
-def test_every_regularizer_and_a_fig4_combination_through_rae_ldm_evaluation(tmp_path):
-  """Issue 16's evidence, tiny: all six regularizers (2 β each), the unregularised RAE and Barlow+Prototype (Fig. 4a)
-  through RAE → latent DDPM → critics → evaluation on real Omniglot drawings (~25 CPU minutes). Every model's LDM
-  works on the latent kind its decoder was trained on; the combination's curve is labelled by its swept β."""
-  import numpy as np
-  from ldm_jax import data, ldm as ldm_lib
-  for script, extra in (("study_rae_sweeps.py", ("--datasets", "omniglot")),
-                        ("study_combinations.py", ("--datasets", "omniglot", "--partners", "barlow")),
-                        ("study_ldm.py", ("--datasets", "omniglot", "--combination-datasets", "omniglot",
-                                          "--partners", "barlow")),
-                        ("study_figures.py", ("--datasets", "omniglot", "--combination-datasets", "omniglot",
-                                              "--partners", "barlow"))):
-    out = _study(script, tmp_path, *extra)
-    assert out.returncode == 0, (script, out.stderr[-3000:])
+@pytest.mark.parametrize("grid", ["mixed", "per-regularizer"])
+def test_the_fig3_study_from_one_command_every_regularizer_through_to_the_ranking(tmp_path, grid):
+  """The central study's one command, tiny (`study_fig3.py --scale cpu --tiny`): all six regularizers at their two
+  spread β, the unregularised RAE, Barlow+Prototype (Fig. 4a) and the pixel baseline through RAE → latent DDPM →
+  critics → evaluation → the ranking table, on real Omniglot drawings; as one mixed sweep per stage (the CPU's
+  choice) and as one sweep per regularizer. Every LDM works on the latent kind its decoder was trained on."""
+  out = _study("study_fig3.py", tmp_path, "--scale", "cpu", "--grid", grid)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  assert len(list((tmp_path / "omniglot").glob("rae_*"))) == (1 if grid == "mixed" else 8)
   check_study_results(tmp_path / "omniglot")
+  again = _study("study_fig3.py", tmp_path, "--scale", "cpu", "--grid", grid)   # idempotent: nothing retrains
+  assert again.returncode == 0 and "new →" not in again.stdout and "checkpoint" not in again.stdout, again.stdout
 
 
 def check_study_results(root):
   import json
   import numpy as np
-  from configs import rae as rae_config
+  from experiments.study_fig3 import spread_betas
   from ldm_jax import data, ldm as ldm_lib
   from ldm_jax.models.rae import REGULARIZERS
   exemplars = data.load("omniglot", "paper_test")
   exemplars = exemplars["images"][exemplars["exemplar_index"][:8]]
-  want = {"kl": "sampled", "vq": "codewords"}
-  for reg in (*REGULARIZERS, "none", "prototype+barlow"):
-    models = sorted((root / f"ldm_{reg}" / "models").iterdir())
-    assert models, reg
-    for path in models:
-      model, _ = ldm_lib.load(path)
-      assert latent_kind(model, exemplars) == want.get(reg, "deterministic"), path
   summary = json.loads((root / "eval" / "scores.json").read_text())
   points = [p for p in summary["points"] if p["kind"] == "ldm"]
-  tiny_betas = lambda r: sorted(float(b) for b in rae_config.PAPER_BETAS[r][:2])
+  for p in points:   # KL: posterior samples, VQ: codewords, every other: the deterministic encoder mean
+    model, _ = ldm_lib.load(p["path"])
+    want = "sampled" if "kl" in p["betas"] else "codewords" if "vq" in p["betas"] else "deterministic"
+    assert latent_kind(model, exemplars) == want, p["name"]
   for reg in REGULARIZERS:
-    assert sorted(p["beta"] for p in points if p["regularizer"] == reg) == tiny_betas(reg), reg
+    assert sorted(p["beta"] for p in points if p["regularizer"] == reg) == sorted(spread_betas(reg)), reg
+  assert [p["name"] for p in points if p["regularizer"] == "none"] == ["ldm_none"]
   combo = [p for p in points if p["regularizer"] == "prototype+barlow"]
-  assert sorted(p["beta"] for p in combo) == tiny_betas("prototype") and {p["swept"] for p in combo} == {"prototype"}
+  assert sorted(p["beta"] for p in combo) == sorted(spread_betas("prototype")) and \
+      {p["swept"] for p in combo} == {"prototype"} and {p["betas"]["barlow"] for p in combo} == {30.0}
+  assert [p["kind"] for p in summary["points"]].count("pixel") == 1
   assert all(np.isfinite(p["distance_to_human"]) for p in summary["points"])
   for name in ("fig3.png", "table.md", *(f"beta_{r}.png" for r in REGULARIZERS)):
     assert (root / "eval" / name).exists(), name
+  # The ranking: every evaluated model once, by distance to humans, with its RAE's and LDM's own numbers.
+  rows = json.loads((root / "study.json").read_text())["rows"]
+  assert len(rows) == len(summary["points"]) == 1 + 15 + 1
+  d = [r["distance_to_human"] for r in rows]
+  assert d == sorted(d) and rows[0]["kind"] == "human"
+  ldm_rows = [r for r in rows if r["kind"] == "ldm"]
+  assert all(0 <= r["rae_oneshot_accuracy"] <= 1 and r["rae_nonfinite_steps"] == 0 and
+             np.isfinite(r["denoising_loss"]) for r in ldm_rows)
+  table = (root / "study.md").read_text()
+  assert all(f"| {r['name']}" in table for r in rows) and "Wall clock per stage" in table

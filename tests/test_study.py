@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO
 from configs import rae as rae_config
-from experiments import study_combinations, study_figures, study_ldm, study_rae_sweeps
+from experiments import study_combinations, study_fig3, study_figures, study_ldm, study_rae_sweeps
 from ldm_jax import study
 from ldm_jax.models.rae import REGULARIZERS
 
@@ -47,6 +47,42 @@ def test_grids_cover_the_papers_studies():
   ev = next(r for r in evals if r.name == "quickdraw/eval")
   assert set(ev.requires) == {"quickdraw/critics"} | {l.name for l in ldms if l.name.startswith("quickdraw/")}
   assert study.load_config(ev).importance.enabled and not study.load_config(evals[1]).importance.enabled
+
+
+def _fig3(scale, grid, tiny=False):
+  args = study.parser("").parse_args(["--root", str(ROOT)] + (["--tiny"] if tiny else []))
+  args.scale, args.grid, args.report = scale, grid, False
+  return study_fig3.build_runs(args)
+
+
+def test_the_one_command_study_covers_fig3_at_both_scales_and_as_one_mixed_sweep():
+  # Spread β: positions 1/3 and 2/3 of each A.5 range, never a result.
+  assert study_fig3.spread_betas("kl") == (1e-3, 0.2) and study_fig3.spread_betas("prototype") == (2.0, 9.0)
+  per_reg = _fig3("cpu", "per-regularizer")
+  names = [r.name for r in per_reg]
+  assert names[:8] == ["omniglot/rae_none", *(f"omniglot/rae_{r}" for r in REGULARIZERS),
+                       "omniglot/rae_prototype+barlow"]
+  assert names[-4:] == ["omniglot/ldm_prototype+barlow", "omniglot/pixel", "omniglot/critics", "omniglot/eval"]
+  ev = study.load_config(per_reg[-1])
+  assert len(ev.evaluate.ldm_workdirs) == 9 and ev.evaluate.ldm_workdirs[-1] == str(ROOT / "omniglot/pixel")
+  assert ev.evaluate.max_classes == 50 and study.load_config(per_reg[0]).data.max_train_examples == 3000
+  mixed = _fig3("cpu", "mixed")
+  assert [r.name for r in mixed] == ["omniglot/rae_figure", "omniglot/ldm_figure", "omniglot/pixel",
+                                     "omniglot/critics", "omniglot/eval"]
+  cfg = study.load_config(mixed[0])
+  from ldm_jax.train import rae
+  members, betas = rae.sweep_members(cfg)
+  want = {tuple(b) for r in per_reg[:8] for b in rae.sweep_members(study.load_config(r))[1].tolist()}
+  assert mixed[0].members == 15 and {tuple(b) for b in betas.tolist()} == want   # the same 15 β vectors
+  assert cfg.train.epochs == 6 and cfg.data.max_train_examples == 3000 and len(rae.branches(cfg)) == 8
+  assert study.load_config(mixed[1]).ldm.rae_workdir == str(ROOT / "omniglot/rae_figure")
+  assert study_fig3.resolve_grid("auto") == ("mixed" if jax.default_backend() == "cpu" else "per-regularizer")
+  # Paper scale: both datasets, every A.5 β, Fig. 4's four partners, the paper UNet, the pixel baselines.
+  paper = _fig3("paper", "per-regularizer")
+  raes = [r for r in paper if "/rae_" in r.name]
+  assert sum(r.members for r in raes) == 184 + 4 * 24
+  assert {r.name for r in paper} >= {"omniglot/pixel", "quickdraw/pixel", "quickdraw/eval"}
+  assert study.load_config(next(r for r in paper if r.name == "omniglot/ldm_kl")).ldm.unet == "paper"
 
 
 def test_load_config_types_overrides_and_refuses_unknown_keys():

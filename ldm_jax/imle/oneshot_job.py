@@ -58,11 +58,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   ic, tc, ec = cfg.imle, cfg.train, cfg.eval
   if not ic.rae_workdir:
     raise ValueError("imle.rae_workdir is required: a trained RAE sweep (configs/rae.py)")
-  rae_cfg, rae_model, rae_vars, members, _ = rae_job.load_sweep(ic.rae_workdir)
+  rae_cfg, rae_models, rae_vars, members, _ = rae_job.load_sweep(ic.rae_workdir)
   if not 0 <= ic.rae_member < len(members):
     raise ValueError(f"imle.rae_member {ic.rae_member} is not a member of the sweep in {ic.rae_workdir} "
                      f"(0..{len(members) - 1})")
-  variables = rae_vars[ic.rae_member]
+  variables, rae_model = rae_vars[ic.rae_member], rae_models[ic.rae_member]
   encode, decode = rae_job.encode_fn(rae_model), _decode_fn(rae_model)
   train = rae_job.load_split(rae_cfg, rae_cfg.data.split, cfg.data.max_train_examples)
   z_train = np.asarray(encode(variables, jnp.asarray(train["images"]), jax.random.PRNGKey(cfg.seed)))

@@ -48,8 +48,8 @@ def train_and_evaluate(cfg, workdir: str, resume: bool = False):
   test = rae.load_split(cfg.rae_job, cfg.rae_job.data.eval_split)
   exemplars = test["images"][test["exemplar_index"][: cfg.demo.grid_classes]]
   rows, labels = [exemplars / 255.0], ["exemplar"]
-  _, model, variables, members, _ = rae.load_sweep(out / "rae")
-  for v, member in zip(variables, members):
+  _, models, variables, members, _ = rae.load_sweep(out / "rae")
+  for model, v, member in zip(models, variables, members):
     rows.append(reconstruct(model, v, exemplars))
     labels.append(member["name"])
   write_grid(out / "reconstructions.png", rows, labels)

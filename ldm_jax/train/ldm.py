@@ -71,7 +71,7 @@ def latent_scaling(latents: np.ndarray) -> tuple[float, float]:
 
 def _latent_data(cfg, train: dict[str, Any]):
   """Encodes the training split with every RAE of the sweep → (LatentSplit [K, N, d], members, RAE bundle)."""
-  rae_cfg, rae_model, rae_vars, rae_members, run = rae_job.load_sweep(cfg.ldm.rae_workdir)
+  rae_cfg, rae_models, rae_vars, rae_members, run = rae_job.load_sweep(cfg.ldm.rae_workdir)
   if rae_cfg.data.image_size != cfg.data.image_size:
     raise ValueError(f"the RAEs in {cfg.ldm.rae_workdir} take {rae_cfg.data.image_size}px images; "
                      f"data.image_size is {cfg.data.image_size}")
@@ -79,11 +79,11 @@ def _latent_data(cfg, train: dict[str, Any]):
   rae_summary = pathlib.Path(cfg.ldm.rae_workdir, "summary.json")
   rae_diverged = ({i for i, m in enumerate(json.loads(rae_summary.read_text())["members"]) if m.get("diverged")}
                   if rae_summary.exists() else set())
-  encode = rae_job.encode_fn(rae_model, cfg.ldm.kl_latent)
+  encoders = {m: rae_job.encode_fn(m, cfg.ldm.kl_latent) for m in dict.fromkeys(rae_models)}
   images = jnp.asarray(train["images"])
   latents, members = [], []
   for i in chosen:   # the latents each decoder was trained on: codewords (VQ), one posterior sample (KL)
-    z = np.asarray(encode(rae_vars[i], images, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), i)))
+    z = np.asarray(encoders[rae_models[i]](rae_vars[i], images, jax.random.fold_in(jax.random.PRNGKey(cfg.seed), i)))
     mean, std = latent_scaling(z)
     latents.append((z - mean) / std)
     members.append({**rae_members[i], "rae_member": i, "latent_mean": mean, "latent_std": std,
@@ -92,17 +92,19 @@ def _latent_data(cfg, train: dict[str, Any]):
   data = pipeline.LatentSplit(latents=jnp.asarray(np.stack(latents), jnp.float32),
                               labels=jnp.tile(jnp.asarray(train["labels"], jnp.int32), (k, 1)),
                               exemplar_index=jnp.tile(jnp.asarray(train["exemplar_index"], jnp.int32), (k, 1)))
-  bundle = {"config": rae_cfg, "model": rae_model, "variables": [rae_vars[i] for i in chosen], "run": run}
+  # Each chosen RAE as a model of its own (a mixed sweep's member: its own regularizers' config and parameters).
+  bundle = {"configs": [rae_job.member_config(rae_cfg, rae_members[i]) for i in chosen],
+            "models": [rae_models[i] for i in chosen], "variables": [rae_vars[i] for i in chosen], "run": run}
   return data, members, bundle
 
 
-def _spec(cfg, space: str, latent_dim: int, member: dict, rae: dict | None) -> dict:
+def _spec(cfg, space: str, latent_dim: int, member: dict, rae: dict | None, i: int = 0) -> dict:
   spec = {"space": space, "unet": cfg.ldm.unet, "latent_dim": latent_dim, "image_size": cfg.data.image_size,
           "kl_latent": cfg.ldm.kl_latent,
           "conv_impl": rae_job.resolve_conv_impl(cfg.ldm.conv_impl), "diffusion": cfg.diffusion.to_dict(),
           "member": member}
   if rae is not None:
-    spec.update(rae_config=rae["config"].to_dict(), rae_num_classes=rae["run"]["num_classes"],
+    spec.update(rae_config=rae["configs"][i].to_dict(), rae_num_classes=rae["run"]["num_classes"],
                 rae_workdir=str(cfg.ldm.rae_workdir))
   return spec
 
@@ -178,8 +180,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                         rae_variables=rae["variables"][i] if rae else None,
                         latent_mean=jnp.float32(member.get("latent_mean", 0.0)),
                         latent_std=jnp.float32(member.get("latent_std", 1.0)), denoiser=denoiser,
-                        rae=rae["model"] if rae else None, kl_latent=cfg.ldm.kl_latent)
-    ldm_lib.save(workdir / "models" / str(i), model, _spec(cfg, space, latent_dim, member, rae))
+                        rae=rae["models"][i] if rae else None, kl_latent=cfg.ldm.kl_latent)
+    ldm_lib.save(workdir / "models" / str(i), model, _spec(cfg, space, latent_dim, member, rae, i))
     scores, samples = evaluate_member(model, cfg, test, jax.random.PRNGKey(cfg.sample.seed))
     if distributed.is_primary():  # every process sampled the same; one writes
       np.savez_compressed(workdir / f"samples_{i}.npz", images=samples["images"], exemplars=samples["exemplars"],

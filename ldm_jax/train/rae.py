@@ -69,15 +69,72 @@ def init_variables(model: RAE, cfg: ml_collections.ConfigDict, key: jax.Array) -
   return variables
 
 
+def is_mixed(cfg: ml_collections.ConfigDict) -> bool:
+  """A mixed sweep: `sweep.members` gives each member its own regularizers (config_checks.sweep_betas)."""
+  return "sweep" in cfg and bool(tuple(cfg.sweep.get("members", ())))
+
+
 def sweep_members(cfg: ml_collections.ConfigDict) -> tuple[list[dict[str, Any]], np.ndarray]:
   """Member descriptions and their β matrix [K, 6]: `rae.beta` with `sweep.regularizer` set to each sweep value
-  (inactive terms 0). A sweep of an inactive regularizer, or one with identical members, is refused."""
+  (inactive terms 0), or a mixed sweep's members as given. A sweep of an inactive regularizer, or one with
+  identical members, is refused."""
   betas = config_checks.sweep_betas(cfg.rae, cfg.sweep)
+  mixed = is_mixed(cfg)
   members = []
   for b in betas:
-    beta = {r: float(x) for r, x in zip(REGULARIZERS, b) if r in cfg.rae.regularizers}
+    beta = {r: float(x) for r, x in zip(REGULARIZERS, b) if (x != 0 if mixed else r in cfg.rae.regularizers)}
     members.append({"name": ",".join(f"{r}={x:g}" for r, x in beta.items()) or "none", "beta": beta})
   return members, np.array(betas, np.float32)
+
+
+def member_regularizers(cfg: ml_collections.ConfigDict, member: dict[str, Any]) -> tuple[str, ...]:
+  """What a member trains with: in a mixed sweep its own terms, otherwise every active one (β = 0 included)."""
+  if not is_mixed(cfg):
+    return tuple(cfg.rae.regularizers)
+  return tuple(r for r in REGULARIZERS if r in member["beta"])
+
+
+def branches(cfg: ml_collections.ConfigDict) -> list[tuple[str, ...]]:
+  """The distinct regularizer sets of a sweep's members: one forward pass each (one for a plain sweep)."""
+  return list(dict.fromkeys(member_regularizers(cfg, m) for m in sweep_members(cfg)[0]))
+
+
+def sweep_hparams(cfg: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+  """Per-member hyperparameters: the β vector, and in a mixed sweep the index of the member's forward pass."""
+  members, betas = sweep_members(cfg)
+  hp = {"beta": jnp.asarray(betas)}
+  if is_mixed(cfg):
+    sets = branches(cfg)
+    hp["branch"] = jnp.asarray([sets.index(member_regularizers(cfg, m)) for m in members], jnp.int32)
+  return hp
+
+
+def member_config(cfg: ml_collections.ConfigDict, member: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A member as a model of its own: a mixed sweep's member gets its own `rae.regularizers` (and a one-member
+  sweep), so that it builds, encodes and exports exactly the model it trained; a plain sweep's config as is."""
+  if not is_mixed(cfg):
+    return cfg
+  c = ml_collections.ConfigDict(cfg.to_dict())
+  c.rae.regularizers = member_regularizers(cfg, member)
+  c.sweep.members, c.sweep.betas = (member["name"],), ()
+  return c
+
+
+def _restrict(tree, like):
+  """`tree` cut down to the keys of `like` (nested dicts): a member's own parameters out of the sweep's union."""
+  if hasattr(like, "keys"):
+    return {k: _restrict(tree[k], like[k]) for k in like.keys()}
+  return tree
+
+
+def member_model(cfg: ml_collections.ConfigDict, member: dict[str, Any], num_classes: int, variables):
+  """(member config, its RAE, its variables) from the sweep's config and the member's trained variables."""
+  mcfg = member_config(cfg, member)
+  if mcfg is cfg:
+    return cfg, build_model(cfg, num_classes), variables
+  model = build_model(mcfg, num_classes)
+  like = jax.eval_shape(lambda: init_variables(model, mcfg, jax.random.PRNGKey(0)))
+  return mcfg, model, _restrict(variables, like)
 
 
 def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams, target_encode=None):
@@ -118,11 +175,23 @@ def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.Augm
 
 
 def make_loss_fn(model: RAE, cfg: ml_collections.ConfigDict):
-  regs = tuple(model.regularizers)
+  """A member's loss. In a mixed sweep each member takes the forward pass of its own regularizers
+  (`lax.switch` on hparams['branch']): under `lax.map` only that pass runs, under vmap every pass runs and
+  `select` keeps the member's (the cost of one program per figure on an accelerator; see bench_rae.py)."""
+  union = tuple(model.regularizers)
+  sets = branches(cfg) if is_mixed(cfg) else [union]
   aug = augment.AugmentParams(**cfg.augment.to_dict())
   dtype = precision.compute_dtype(cfg.train.get("compute_dtype", "float32"))
-
   ema = uses_ema_target(cfg)
+
+  def forward(regs, target_encode):
+    def run(params, batch_stats, x, exemplar, labels, rng):
+      (x_hat, losses), updates = model.apply(
+          {"params": params, "batch_stats": batch_stats}, x, exemplar, labels, rng, regs, cfg, aug, target_encode,
+          method=_forward, mutable=["batch_stats"])
+      zero = jnp.zeros((), jnp.float32)   # a term the member does not train: the same outputs for every branch
+      return x_hat, {r: losses.get(r, zero) for r in union}, updates["batch_stats"]
+    return run
 
   def loss_fn(params, batch_stats, hparams, batch, rng):
     x = batch["image"]
@@ -136,15 +205,16 @@ def make_loss_fn(model: RAE, cfg: ml_collections.ConfigDict):
                      "batch_stats": {"encoder": batch_stats["encoder"]}}
       target_encode = lambda xb: R.sg(model.apply(target_vars, xb, True, method=RAE.encode,
                                                   mutable=["batch_stats"])[0][0])
-    (x_hat, losses), updates = model.apply(
-        {"params": precision.cast_floating(params, dtype), "batch_stats": batch_stats}, x.astype(dtype),
-        batch["exemplar"].astype(dtype), batch["label"], rng, regs, cfg, aug, target_encode, method=_forward,
-        mutable=["batch_stats"])
+    args = (precision.cast_floating(params, dtype), batch_stats, x.astype(dtype), batch["exemplar"].astype(dtype),
+            batch["label"], rng)
+    if len(sets) == 1:
+      x_hat, losses, stats = forward(sets[0], target_encode)(*args)
+    else:
+      x_hat, losses, stats = jax.lax.switch(hparams["branch"], [forward(r, target_encode) for r in sets], *args)
     recon = R.reconstruction_loss(x, x_hat)
     reg = sum(hparams["beta"][REGULARIZERS.index(r)] * l for r, l in losses.items())
     total = recon + reg
-    new_stats = updates["batch_stats"] if new_target is None else {**updates["batch_stats"],
-                                                                   "simclr_target": new_target}
+    new_stats = stats if new_target is None else {**stats, "simclr_target": new_target}
     return total, (new_stats, {"recon": recon, **losses})
 
   return loss_fn
@@ -182,22 +252,29 @@ def encode_fn(model: RAE, kl_latent: str = "sample"):
   return jax.jit(lambda variables, images_u8, key: encode_latents(model, variables, images_u8, key, kl_latent))
 
 
-def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.DeviceSplit) -> list[float]:
+def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.DeviceSplit,
+                   members: list[dict[str, Any]] | None = None) -> list[float]:
   """20-way 1-shot nearest-exemplar accuracy in each member's latent space (test classes), on the latents its
-  decoder was trained on."""
-  encode = encode_fn(model, cfg.eval.get("kl_latent", "sample"))
+  decoder was trained on (a mixed sweep's member: its own model's)."""
+  members = members or sweep_members(cfg)[0]
+  encoders = {}
   accs = []
   for i in range(states.step.shape[0]):
     st = sweep.take_member(states, i)
-    z = encode({"params": st.params, "batch_stats": st.batch_stats}, test.images, jax.random.PRNGKey(cfg.seed))
+    _, m_model, variables = member_model(cfg, members[i], model.num_classes,
+                                         {"params": st.params, "batch_stats": st.batch_stats})
+    if m_model not in encoders:
+      encoders[m_model] = encode_fn(m_model, cfg.eval.get("kl_latent", "sample"))
+    z = encoders[m_model](variables, test.images, jax.random.PRNGKey(cfg.seed))
     accs.append(float(nearest_exemplar_accuracy(z, test, jax.random.PRNGKey(cfg.seed), n_way=cfg.eval.n_way,
                                                 episodes=cfg.eval.episodes)))
   return accs
 
 
 def load_sweep(workdir: str | pathlib.Path):
-  """A trained sweep: (config, model, [variables {'params', 'batch_stats'} per member], member descriptions,
-  run info {'num_classes', 'steps_per_epoch'})."""
+  """A trained sweep: (config, [RAE per member], [variables {'params', 'batch_stats'} per member], member
+  descriptions, run info {'num_classes', 'steps_per_epoch'}). A plain sweep's members share one RAE; a mixed
+  sweep's member comes as the model of its own regularizers with its own parameters (`member_model`)."""
   workdir = pathlib.Path(workdir)
   if not (workdir / "run.json").exists():
     raise FileNotFoundError(f"{workdir} holds no trained RAE sweep (no run.json): train one with configs/rae.py")
@@ -208,17 +285,18 @@ def load_sweep(workdir: str | pathlib.Path):
   tx = make_optimizer(cfg, run["steps_per_epoch"])
   init_fn = functools.partial(init_variables, model, cfg)
   variables = loop.restore_member_variables(workdir, cfg.to_dict(), init_fn, tx, len(members), cfg.seed)
-  return cfg, model, variables, members, run
+  own = [member_model(cfg, m, run["num_classes"], v)[1:] for m, v in zip(members, variables)]
+  return cfg, [o[0] for o in own], [o[1] for o in own], members, run
 
 
 def load_member(workdir: str | pathlib.Path, member: int):
   """One model of a trained sweep, alone: (model, variables {'params', 'batch_stats'}, member description)."""
-  _, model, variables, members, _ = load_sweep(workdir)
-  return model, variables[member], members[member]
+  _, models, variables, members, _ = load_sweep(workdir)
+  return models[member], variables[member], members[member]
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict[str, Any]:
-  members, betas = sweep_members(cfg)
+  members, _ = sweep_members(cfg)
   train = load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
   test = load_split(cfg, cfg.data.eval_split)
   num_classes = int(train["labels"].max()) + 1
@@ -229,12 +307,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   tx = make_optimizer(cfg, spe)
   init_fn = functools.partial(init_variables, model, cfg)
   states, _ = loop.fit(workdir=workdir, config=cfg, init_fn=init_fn, loss_fn=make_loss_fn(model, cfg), tx=tx,
-                       hparams={"beta": jnp.asarray(betas)}, members=members, data=pipeline.to_device(train),
+                       hparams=sweep_hparams(cfg), members=members, data=pipeline.to_device(train),
                        resume=resume, desc="rae")
   # Written once training has run: a run refused for its workdir (fit raises first) leaves the old run.json.
   distributed.write_text(pathlib.Path(workdir, "run.json"),
                          json.dumps({"num_classes": num_classes, "steps_per_epoch": spe}))
-  accs = evaluate_sweep(model, states, cfg, pipeline.to_device(test))
+  accs = evaluate_sweep(model, states, cfg, pipeline.to_device(test), members)
   last = {r["member"]: r for r in loop.read_metrics(workdir) if r["epoch"] == cfg.train.epochs}
   diverged = loop.diverged_members(workdir)
   summary = {"members": [{**m, "oneshot_accuracy": a, "recon": last.get(i, {}).get("recon"),
