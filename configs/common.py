@@ -98,6 +98,7 @@ def rae_train_config(epochs: int = 300) -> ml_collections.ConfigDict:
       "lr_decay_every_epochs": 70,   # Omniglot: lr ÷ 4 every 70 epochs (A.3.2)
       "lr_decay_factor": 0.25,
       "checkpoint_every_epochs": 10,
+      "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
       "keep_checkpoints": 2,
       "sweep_mode": "auto",          # 'auto' | 'vmap' | 'map' | 'sequential' (experiments/BENCHMARKS.md)
       "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)
@@ -128,6 +129,7 @@ def ldm_train_config(epochs: int = 1000) -> ml_collections.ConfigDict:
       "lr_decay_every_epochs": 200,  # lr ÷ 10 every 200 epochs (A.4.3)
       "lr_decay_factor": 0.1,
       "checkpoint_every_epochs": 50,
+      "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
       "keep_checkpoints": 2,
       "sweep_mode": "auto",
       "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)

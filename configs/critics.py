@@ -32,6 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "epochs": 60,
       "lr": 1e-3,
       "checkpoint_every_epochs": 10,
+      "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
       "keep_checkpoints": 2,
       "sweep_mode": "auto",
   })

@@ -185,6 +185,22 @@ def test_a_diverged_member_is_marked_everywhere_and_never_best(tmp_path):
   assert [m["diverged"] for m in summary["members"]] == [False, True]
   assert summary["members"][1]["recon"] is None and summary["members"][1]["nonfinite_steps"] == 20
   assert loop.diverged_members(tmp_path / "w") == {1}
+  # Off a terminal (captured output): one progress line per epoch, the diverged member's loss as nan; no TPU noise.
+  import re
+  lines = re.findall(r"rae epoch (\d)/2 · loss (\S+) nan · [\d,]+ ex/s · ETA", out.stderr)
+  first = loop.read_metrics(tmp_path / "w", member=0)[0]["loss"]
+  assert [l[0] for l in lines] == ["1", "2"] and float(lines[0][1]) == pytest.approx(first, rel=1e-3), out.stderr
+  assert "initialize backend 'tpu'" not in out.stderr
+
+
+def test_progress_lines_and_eta():
+  from ldm_jax.train import loop
+  assert loop.progress_line("rae", 3, 6, [223.24, None], 512.4, 130) == \
+      "rae epoch 3/6 · loss 223.2 nan · 512 ex/s · ETA 2m10s"
+  many = loop.progress_line("ldm", 1, 2, [float(i) for i in range(1, 10)], 12345.0, None)
+  assert many == "ldm epoch 1/2 · loss min 1 median 5 max 9 (9 members) · 12,345 ex/s"
+  assert loop.eta_seconds([30.0, 2.0, 4.0], 5) == 15.0      # the first epoch (compilation) left out
+  assert loop.eta_seconds([30.0], 2) == 60.0 and loop.eta_seconds([], 2) is None
 
 
 def _point(name, reg, beta, ori, rec, kind="ldm", diverged=False):

@@ -51,6 +51,33 @@ def epoch_record(metrics: dict[str, np.ndarray], member: int, steps: int) -> dic
   return record
 
 
+def _duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  h, m, sec = seconds // 3600, seconds // 60 % 60, seconds % 60
+  return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s" if m else f"{sec}s"
+
+
+def progress_line(desc: str, epoch: int, total: int, losses: list[float | None], examples_per_second: float,
+                  eta_seconds: float | None) -> str:
+  """One line a person can follow in a log file: 'rae epoch 3/6 · loss 223.2 228.4 · 512 ex/s · ETA 2m10s'
+  (members' losses in order, or min/median/max beyond 8 members; a diverged member's loss shows as nan)."""
+  vals = [float("nan") if v is None else v for v in losses]
+  if len(vals) <= 8:
+    loss = " ".join(f"{v:.4g}" for v in vals)
+  else:
+    q = np.nanpercentile(vals, [0, 50, 100]) if np.isfinite(vals).any() else [float("nan")] * 3
+    loss = f"min {q[0]:.4g} median {q[1]:.4g} max {q[2]:.4g} ({len(vals)} members)"
+  eta = "" if eta_seconds is None else f" · ETA {_duration(eta_seconds)}"
+  return f"{desc} epoch {epoch}/{total} · loss {loss} · {examples_per_second:,.0f} ex/s{eta}"
+
+
+def eta_seconds(epoch_seconds: list[float], epochs_left: int) -> float | None:
+  """Remaining time from this run's epochs so far, leaving out the first (it includes compilation) once there
+  are others."""
+  times = epoch_seconds[1:] or epoch_seconds
+  return float(np.mean(times)) * epochs_left if times else None
+
+
 def diverged_members(workdir: str | pathlib.Path) -> set[int]:
   """Members of a run with at least one epoch in which no step was finite: their parameters stopped training
   (the sweep keeps the last finite ones), so their scores describe a broken model. Read from `metrics.jsonl`."""
@@ -112,13 +139,18 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
                                  member_data=member_data)
   writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start)
   every = max(1, tc.checkpoint_every_epochs)
-  for epoch in tqdm(range(start + 1, tc.epochs + 1), desc=desc, initial=start, total=tc.epochs, disable=None):
+  # A progress bar on a terminal; elsewhere (CI, nohup, SLURM) one log line per `train.log_every_epochs`.
+  bar = tqdm(range(start + 1, tc.epochs + 1), desc=desc, initial=start, total=tc.epochs, disable=None)
+  log_every = 0 if not bar.disable else max(1, tc.get("log_every_epochs", 1))
+  steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
+  seconds = []
+  for epoch in bar:
     t0 = time.perf_counter()
     states, metrics = epoch_fn(states, hparams, data)
     metrics = jax.device_get(metrics)
-    metrics["epoch_seconds"] = np.full(k, time.perf_counter() - t0)  # the first epoch includes compilation
+    seconds.append(time.perf_counter() - t0)
+    metrics["epoch_seconds"] = np.full(k, seconds[-1])  # the first epoch includes compilation
     diverged = []
-    steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
     for i, member in enumerate(members):
       record = epoch_record(metrics, i, steps)
       writer.write({"epoch": epoch, "member": i, **member, **record})
@@ -127,6 +159,10 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
                     int(record["nonfinite_steps"]), steps, epoch)
       if record["nonfinite_steps"] >= steps:
         diverged.append(i)
+    if log_every and (epoch % log_every == 0 or epoch == tc.epochs) and distributed.is_primary():
+      losses = [epoch_record(metrics, i, steps).get("loss") for i in range(k)]
+      log.info("%s", progress_line(desc, epoch, tc.epochs, losses, steps * tc.batch_size * k / seconds[-1],
+                                   eta_seconds(seconds, tc.epochs - epoch)))
     if epoch % every == 0 or epoch == tc.epochs:
       ckpt.save(epoch, states, {"members": members, **(meta or {})})
     if len(diverged) == k:
