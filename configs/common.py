@@ -99,6 +99,7 @@ def rae_train_config(epochs: int = 300) -> ml_collections.ConfigDict:
       "lr_decay_factor": 0.25,
       "checkpoint_every_epochs": 10,
       "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
+      "tensorboard": False,      # event files in <workdir>/tensorboard (tensorboardX; the `tensorboard` extra)
       "keep_checkpoints": 2,
       "sweep_mode": "auto",          # 'auto' | 'vmap' | 'map' | 'sequential' (experiments/BENCHMARKS.md)
       "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)
@@ -130,6 +131,7 @@ def ldm_train_config(epochs: int = 1000) -> ml_collections.ConfigDict:
       "lr_decay_factor": 0.1,
       "checkpoint_every_epochs": 50,
       "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
+      "tensorboard": False,      # event files in <workdir>/tensorboard (tensorboardX; the `tensorboard` extra)
       "keep_checkpoints": 2,
       "sweep_mode": "auto",
       "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)

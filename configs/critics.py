@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "lr": 1e-3,
       "checkpoint_every_epochs": 10,
       "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
+      "tensorboard": False,      # event files in <workdir>/tensorboard (tensorboardX; the `tensorboard` extra)
       "keep_checkpoints": 2,
       "sweep_mode": "auto",
   })

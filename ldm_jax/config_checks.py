@@ -30,6 +30,10 @@ def _check_train(train: ml_collections.ConfigDict, prefix: str) -> None:
     raise ConfigError(f"{prefix}train.sweep_mode must be one of {SWEEP_MODES}, got {train.sweep_mode!r}")
   if "compute_dtype" in train and train.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f"{prefix}train.compute_dtype must be one of {COMPUTE_DTYPES}, got {train.compute_dtype!r}")
+  if train.get("tensorboard", False):
+    from ldm_jax.train import tensorboard
+    if not tensorboard.available():
+      raise ConfigError(f"{prefix}{tensorboard.MISSING}")
   if "keep_checkpoints" in train and train.keep_checkpoints < 1:
     raise ConfigError(f"{prefix}train.keep_checkpoints must be at least 1, got {train.keep_checkpoints!r}")
 

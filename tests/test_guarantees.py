@@ -222,3 +222,61 @@ def test_diverged_models_are_excluded_from_closest_fits_and_marked_in_tables(tmp
   evaluate.write_table(tmp_path / "t.md", results)
   table = (tmp_path / "t.md").read_text()
   assert "| d (DIVERGED: not a trained model) |" in table and "| a (closest) |" in table
+
+
+# --- TensorBoard event files (optional) -------------------------------------------------------------------------
+
+def read_events(logdir):
+  """Every Event in the TFRecord files under `logdir` (length, crc, payload, crc), parsed with tensorboardX's protos."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  events = []
+  for path in sorted(pathlib.Path(logdir).rglob("events.out.tfevents.*")):
+    raw = path.read_bytes()
+    i = 0
+    while i < len(raw):
+      (n,) = struct.unpack("<Q", raw[i:i + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(raw[i + 12:i + 12 + n])
+      events.append((path, event))
+      i += 12 + n + 4
+  return events
+
+
+@pytest.mark.real_data
+def test_tensorboard_scalars_and_hparams_match_the_metrics_file(tmp_path):
+  pytest.importorskip("tensorboardX", reason="tensorboardX (the tensorboard extra) is not installed")
+  from ldm_jax.train import loop
+  out = run_main(TINY_RAE, "--config.train.tensorboard=True", "--config.data.max_train_examples=320",
+                 "--config.train.batch_size=32", "--config.eval.episodes=10", f"--workdir={tmp_path}/w")
+  assert out.returncode == 0, out.stderr[-3000:]
+  scalars = {(v.tag, e.step): v.simple_value for _, e in read_events(tmp_path / "w" / "tensorboard")
+             for v in e.summary.value if v.HasField("simple_value")}
+  records = loop.read_metrics(tmp_path / "w")
+  assert {r["member"] for r in records} == {0, 1} and len(records) == 4
+  for r in records:
+    for key in ("loss", "recon", "prototype"):
+      assert scalars[(f"{key}/member_{r['member']}", r["epoch"])] == pytest.approx(r[key], rel=1e-6)
+  hparam_runs = {p.parent.name for p, e in read_events(tmp_path / "w" / "tensorboard")
+                 if any(v.tag == "_hparams_/session_start_info" for v in e.summary.value)}
+  assert hparam_runs == {"member_0", "member_1"}
+
+
+def test_tensorboard_images_and_the_missing_package_error(tmp_path, monkeypatch):
+  pytest.importorskip("tensorboardX", reason="tensorboardX (the tensorboard extra) is not installed")
+  import numpy as np
+  from PIL import Image
+  from ldm_jax import config_checks
+  from ldm_jax.train import tensorboard
+  Image.fromarray(np.full((30, 40), 200, np.uint8)).save(tmp_path / "grid.png")
+  board = tensorboard.Board(tmp_path, True)
+  board.image("samples/member_0", tmp_path / "grid.png", 7)
+  board.close()
+  images = [(e.step, v.image) for _, e in read_events(tmp_path / "tensorboard") for v in e.summary.value
+            if v.HasField("image")]
+  assert [(s, i.height, i.width) for s, i in images] == [(7, 30, 40)]
+  monkeypatch.setattr(tensorboard, "available", lambda: False)
+  cfg = __import__("configs.rae", fromlist=["x"]).get_config("omniglot,tiny")
+  cfg.train.tensorboard = True
+  with pytest.raises(config_checks.ConfigError, match=r"train.tensorboard=True needs tensorboardX: pip install"):
+    config_checks.validate(cfg)

@@ -25,7 +25,7 @@ from ldm_jax import diffusion, distributed, ldm as ldm_lib
 from ldm_jax.data import pipeline
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.eval.oneshot import exemplar_fidelity
-from ldm_jax.train import loop, precision, rae as rae_job
+from ldm_jax.train import loop, precision, rae as rae_job, tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   for i, member in enumerate(members):   # travels in every export's spec, so the evaluation sees it
     member["diverged"] = i in diverged or bool(member.get("rae_diverged"))
   schedule = diffusion.schedule_from_config(cfg.diffusion)
+  board = tensorboard.Board(workdir, cfg.train.get("tensorboard", False))
   summary = {"space": space, "unet": cfg.ldm.unet, "guidance": cfg.sample.guidance, "sampler": cfg.sample.sampler,
              "members": []}
   for i, member in enumerate(members):
@@ -188,6 +189,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                           codes=samples["codes"])
       write_sample_grid(workdir / f"samples_{i}.png", samples, cfg.sample.grid_classes, cfg.sample.grid_rows,
                         f"{space} LDM, {member['name']}, guidance {cfg.sample.guidance:g}")
+      board.image(f"samples/member_{i}", workdir / f"samples_{i}.png", cfg.train.epochs)
     first, last = first_and_last_loss(workdir, i)
     summary["members"].append({**member, "loss_first_epoch": first, "loss_last_epoch": last, **scores,
                                "nonfinite_steps": int(states.nonfinite_steps[i])})
@@ -195,5 +197,6 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
              _fmt(first), _fmt(last), scores["pixel_nearest"], scores["chance_nearest"],
              f", {scores['latent_nearest']:.3f} in the latent" if "latent_nearest" in scores else "",
              " (DIVERGED)" if member["diverged"] else "")
+  board.close()
   distributed.write_text(workdir / "summary.json", json.dumps(summary, indent=1))
   return summary

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ldm_jax import checkpoint, config_checks, distributed, sharding
 from ldm_jax.data import pipeline
-from ldm_jax.train import sweep
+from ldm_jax.train import sweep, tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,8 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
   log_every = 0 if not bar.disable else max(1, tc.get("log_every_epochs", 1))
   steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
   seconds = []
+  board = tensorboard.Board(workdir, tc.get("tensorboard", False))
+  records = []
   for epoch in bar:
     t0 = time.perf_counter()
     states, metrics = epoch_fn(states, hparams, data)
@@ -151,8 +153,9 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
     seconds.append(time.perf_counter() - t0)
     metrics["epoch_seconds"] = np.full(k, seconds[-1])  # the first epoch includes compilation
     diverged = []
-    for i, member in enumerate(members):
-      record = epoch_record(metrics, i, steps)
+    records = [epoch_record(metrics, i, steps) for i in range(k)]
+    board.epoch(epoch, members, records)
+    for i, (member, record) in enumerate(zip(members, records)):
       writer.write({"epoch": epoch, "member": i, **member, **record})
       if record["nonfinite_steps"] > 0:
         log.warning("member %d (%s): %d of %d steps non-finite (skipped) in epoch %d", i, member.get("name", ""),
@@ -160,8 +163,7 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
       if record["nonfinite_steps"] >= steps:
         diverged.append(i)
     if log_every and (epoch % log_every == 0 or epoch == tc.epochs) and distributed.is_primary():
-      losses = [epoch_record(metrics, i, steps).get("loss") for i in range(k)]
-      log.info("%s", progress_line(desc, epoch, tc.epochs, losses, steps * tc.batch_size * k / seconds[-1],
+      log.info("%s", progress_line(desc, epoch, tc.epochs, [r.get("loss") for r in records], steps * tc.batch_size * k / seconds[-1],
                                    eta_seconds(seconds, tc.epochs - epoch)))
     if epoch % every == 0 or epoch == tc.epochs:
       ckpt.save(epoch, states, {"members": members, **(meta or {})})
@@ -171,6 +173,9 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
                                f"in {ckpt.directory} holds the last finite parameters")
   ckpt.wait()
   ckpt.close()
+  if records:
+    board.hparams(members, records)
+  board.close()
   if jax.process_count() > 1:
     states = distributed.to_host(states)
   return states, mesh
