@@ -1,6 +1,6 @@
 """One-shot generation from your own drawings:
 
-    python -m ldm_jax.generate --model runs/demo/ldm/models/1 --exemplar a.png b.png --n 16 --out grid.png
+    python -m ldm_jax.generate --model runs/demo/ldm/models/0 --exemplar a.png b.png --n 16 --out grid.png
 
 Each PNG (any size, either polarity, any colour mode) is prepared as the data layer prepares Omniglot (strokes =
 255 on 0, antialiased, bilinear to the model's image size): grey levels, inverted when the background is light (the

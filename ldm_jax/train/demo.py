@@ -1,7 +1,8 @@
 """The demo job (the README's main command): a small one-shot LDM on Omniglot, end to end.
 
 RAE sweep (a non-regularised and a prototype-regularised autoencoder, one compiled program) → their one-shot
-scores and reconstructions → one guided latent diffusion model per RAE (one compiled program) → samples for the
+scores and reconstructions → a guided latent diffusion model on the prototype RAE's latents (`ldm.rae_members`;
+`()` gives every RAE its own, trained as one compiled program) → samples for the
 held-out characters, the sample grids (exemplars on top) and the fidelity metrics → the two critics → the
 samples' originality, recognizability and distance to the human point, with the plot. Stages live in
 `<workdir>/{rae,ldm,critics,eval}`; a re-run resumes the stage that was interrupted.
