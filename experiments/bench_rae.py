@@ -22,7 +22,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
-import jax.numpy as jnp
 
 from configs import rae as rae_config
 from experiments.benchlib import emit, seconds_per_call
@@ -49,8 +48,7 @@ def figure_sweeps(cfg):
 
 
 def sweep_program(cfg, train, sweep_mode: str):
-  """(first(), run(), images per call): a sweep epoch of `cfg`'s own members (its β matrix, its forward passes);
-  `first` compiles and runs once."""
+  """(run(), images per call): a sweep epoch of `cfg`'s own members (its β matrix, its forward passes)."""
   model = rae.build_model(cfg, int(train["labels"].max()) + 1)
   spe = pipeline.steps_per_epoch(len(train["labels"]), cfg.train.batch_size)
   tx = rae.make_optimizer(cfg, spe)

@@ -2,7 +2,7 @@
 combination and the pixel-space baseline, through RAE → latent DDPM per RAE → critics → evaluation (Fig. 2/3/4,
 A.4–A.9), then one table ranking every model by its distance to the human point (`<root>/<dataset>/study.md`).
 
-    python experiments/study_fig3.py --scale cpu --root runs/fig3_cpu            # ≤ 2 h on a 2-core CPU
+    python experiments/study_fig3.py --scale cpu --root runs/fig3_cpu            # 89 min on 2 cores without the pixel baseline
     python experiments/study_fig3.py --scale paper --root runs/fig3 --dry-run    # grid + measured device-hours
     python experiments/study_fig3.py --scale paper --root runs/fig3 --hosts 8 --host $SLURM_PROCID
     python experiments/study_fig3.py --scale cpu --tiny --root /tmp/fig3         # minutes (the slow test)
@@ -15,7 +15,8 @@ Scales:
   paper  the A.5 β ranges and the paper's schedules on the full Omniglot and QuickDraw training splits (held-out
          QuickDraw categories), Fig. 4's four partners on QuickDraw, the paper UNet, critics and evaluation as
          configured (configs/*.py).
-Every stage is resumable and idempotent (rerun the same command); `<root>/timings.jsonl` holds each run's wall
+Not yet within the cpu scale's 2-hour budget: the pixel baseline's 1000-step ancestral sampling on a CPU (its
+job's 300 samples did not finish in 29 min; experiments/BENCHMARKS.md). Every stage is resumable and idempotent (rerun the same command); `<root>/timings.jsonl` holds each run's wall
 clock. Report only: `--report` rebuilds the table from finished runs.
 """
 
@@ -98,7 +99,7 @@ def mixed_run(dataset: str, runs: list[study.Run], tiny: bool) -> study.Run:
   members = []
   for r in runs:
     cfg = study.load_config(r)
-    members += [",".join(f"{k}={b:g}" for k, b in m["beta"].items() if b > 0) or "none"
+    members += [",".join(f"{k}={b!r}" for k, b in m["beta"].items() if b > 0) or "none"   # exact β
                 for m in rae.sweep_members(cfg)[0]]
   shared = [o for o in runs[0].overrides if all(o in r.overrides for r in runs)]
   overrides = (("rae.regularizers", repr(tuple(REGULARIZERS))), ("sweep.betas", "()"),

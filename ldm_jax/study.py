@@ -123,7 +123,7 @@ def probe_step_seconds(cfg, members: int) -> float:
     model = rae.build_model(cfg, int(train["labels"].max()) + 1)
     loss_fn, tx = rae.make_loss_fn(model, cfg), rae.make_optimizer(cfg, 1)
     size = cfg.data.image_size
-    init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
+    init_fn = functools.partial(rae.init_variables, model, cfg)
     hparams = rae.sweep_hparams(cfg)   # the run's own members (a mixed sweep's forward pass per member)
     if len(hparams["beta"]) != members:
       raise ValueError(f"run has members={members} but its config sweeps {len(hparams['beta'])}")

@@ -127,14 +127,19 @@ def _restrict(tree, like):
   return tree
 
 
-def member_model(cfg: ml_collections.ConfigDict, member: dict[str, Any], num_classes: int, variables):
-  """(member config, its RAE, its variables) from the sweep's config and the member's trained variables."""
+def member_model(cfg: ml_collections.ConfigDict, member: dict[str, Any], num_classes: int, variables,
+                 cache: dict | None = None):
+  """(member config, its RAE, its variables) from the sweep's config and the member's trained variables. `cache`
+  (a dict the caller keeps across members) builds one RAE and one abstract tree per distinct regularizer set."""
   mcfg = member_config(cfg, member)
-  if mcfg is cfg:
-    return cfg, build_model(cfg, num_classes), variables
-  model = build_model(mcfg, num_classes)
-  like = jax.eval_shape(lambda: init_variables(model, mcfg, jax.random.PRNGKey(0)))
-  return mcfg, model, _restrict(variables, like)
+  cache = {} if cache is None else cache
+  key = tuple(mcfg.rae.regularizers)
+  if key not in cache:
+    model = build_model(mcfg, num_classes)
+    like = None if mcfg is cfg else jax.eval_shape(lambda: init_variables(model, mcfg, jax.random.PRNGKey(0)))
+    cache[key] = (model, like)
+  model, like = cache[key]
+  return mcfg, model, variables if like is None else _restrict(variables, like)
 
 
 def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams, target_encode=None):
@@ -257,12 +262,12 @@ def evaluate_sweep(model: RAE, states: sweep.TrainState, cfg, test: pipeline.Dev
   """20-way 1-shot nearest-exemplar accuracy in each member's latent space (test classes), on the latents its
   decoder was trained on (a mixed sweep's member: its own model's)."""
   members = members or sweep_members(cfg)[0]
-  encoders = {}
+  encoders, models = {}, {}
   accs = []
   for i in range(states.step.shape[0]):
     st = sweep.take_member(states, i)
     _, m_model, variables = member_model(cfg, members[i], model.num_classes,
-                                         {"params": st.params, "batch_stats": st.batch_stats})
+                                         {"params": st.params, "batch_stats": st.batch_stats}, models)
     if m_model not in encoders:
       encoders[m_model] = encode_fn(m_model, cfg.eval.get("kl_latent", "sample"))
     z = encoders[m_model](variables, test.images, jax.random.PRNGKey(cfg.seed))
@@ -285,7 +290,8 @@ def load_sweep(workdir: str | pathlib.Path):
   tx = make_optimizer(cfg, run["steps_per_epoch"])
   init_fn = functools.partial(init_variables, model, cfg)
   variables = loop.restore_member_variables(workdir, cfg.to_dict(), init_fn, tx, len(members), cfg.seed)
-  own = [member_model(cfg, m, run["num_classes"], v)[1:] for m, v in zip(members, variables)]
+  cache = {}
+  own = [member_model(cfg, m, run["num_classes"], v, cache)[1:] for m, v in zip(members, variables)]
   return cfg, [o[0] for o in own], [o[1] for o in own], members, run
 
 
