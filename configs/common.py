@@ -143,6 +143,7 @@ def sample_config() -> ml_collections.ConfigDict:
       "guidance": 1.0,             # γ of Eq. 8
       "sampler": "ddpm",           # 'ddpm' (all T steps) | 'ddim'
       "ddim_steps": 50,
+      "ddim_eta": 0.0,             # 0: deterministic DDIM; 1: DDPM's posterior variance on the strided schedule
       "per_exemplar": 10,          # samples per test exemplar
       "max_classes": 0,            # 0 = every test class
       "chunk": 4096,               # rows per sampler call

@@ -31,6 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "guidance": 1.0,
       "sampler": "ddpm",
       "ddim_steps": 50,
+      "ddim_eta": 0.0,
       "chunk": 4096,
       "seed": 0,
       "n_way": 20,                 # recognizability: 20-way 1-shot tasks, exemplars as the support

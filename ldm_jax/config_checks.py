@@ -11,6 +11,7 @@ import ml_collections
 
 from ldm_jax.models.rae import KL_LATENTS, PROJECTORS, REGULARIZERS, SIMCLR_HEADS
 from ldm_jax.regularizers import BARLOW_SIMILARITIES, SIMCLR_LOSSES
+from ldm_jax.sampling import SAMPLERS
 from ldm_jax.train.precision import COMPUTE_DTYPES
 from ldm_jax.train.sweep import SWEEP_MODES
 
@@ -113,6 +114,15 @@ def sweep_betas(rae: ml_collections.ConfigDict, sweep: ml_collections.ConfigDict
   return betas
 
 
+def _check_sampler(section: ml_collections.ConfigDict, prefix: str) -> None:
+  if section.sampler not in SAMPLERS:
+    raise ConfigError(f"{prefix}.sampler must be one of {SAMPLERS}, got {section.sampler!r}")
+  if "ddim_steps" in section and not section.ddim_steps >= 1:
+    raise ConfigError(f"{prefix}.ddim_steps must be at least 1, got {section.ddim_steps!r}")
+  if "ddim_eta" in section and not 0.0 <= section.ddim_eta <= 1.0:
+    raise ConfigError(f"{prefix}.ddim_eta must be in [0, 1] (1: DDPM's variance), got {section.ddim_eta!r}")
+
+
 def validate(config: ml_collections.ConfigDict, prefix: str = "") -> None:
   """Raises ConfigError on the first inconsistent value of `config` (and of its nested job configs)."""
   if "train" in config:
@@ -123,6 +133,8 @@ def validate(config: ml_collections.ConfigDict, prefix: str = "") -> None:
     if isinstance(section, ml_collections.ConfigDict) and "kl_latent" in section \
         and section.kl_latent not in KL_LATENTS:
       raise ConfigError(f"{prefix}{name}.kl_latent must be one of {KL_LATENTS}, got {section.kl_latent!r}")
+    if isinstance(section, ml_collections.ConfigDict) and "sampler" in section:
+      _check_sampler(section, f"{prefix}{name}")
   if config.get("job") == "rae" or ("rae" in config and "sweep" in config):
     sweep_betas(config.rae, config.sweep)
   for key, value in config.items():

@@ -58,6 +58,7 @@ def parse_args(argv):
   p.add_argument("--guidance", type=float, default=1.0)
   p.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"))
   p.add_argument("--ddim_steps", type=int, default=50)
+  p.add_argument("--ddim_eta", type=float, default=0.0, help="0: deterministic DDIM; 1: DDPM's variance")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--crop", type=float, default=None, metavar="MARGIN",
                  help="crop to the ink's bounding box plus MARGIN × its size first")
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
     size = int(spec.get("image_size", 48))
     exemplars = np.stack([prepare_drawing(f, size, args.crop) for f in args.exemplar])
     out = ldm_lib.generate(model, exemplars, args.n, jax.random.PRNGKey(args.seed), args.guidance, args.sampler,
-                           args.ddim_steps, name=args.model)
+                           args.ddim_steps, name=args.model, ddim_eta=args.ddim_eta)
   except (DrawingError, FileNotFoundError, ValueError, manifest.CorruptFileError, ldm_lib.NonFiniteSamplesError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2

@@ -89,7 +89,8 @@ class NonFiniteSamplesError(FloatingPointError):
 
 
 def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1.0, sampler: str = "ddpm",
-             ddim_steps: int = 50, chunk: int = 4096, name: str = "the model") -> dict[str, np.ndarray]:
+             ddim_steps: int = 50, chunk: int = 4096, name: str = "the model",
+             ddim_eta: float = 0.0) -> dict[str, np.ndarray]:
   """n samples for each of C exemplar images, all in one batch (in chunks of `chunk` rows).
 
   Returns {'images': [C, n, H, W] in [0, 1], 'codes': [C, n, ...] the sampler's outputs (standardised latents or
@@ -102,7 +103,7 @@ def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1
   c = exemplars_u8.shape[0]
   cond = encode(ldm, exemplars_u8, jax.random.fold_in(key, 1))   # the sampler keeps `key` itself
   cond_rep = jnp.repeat(cond, n, axis=0)                  # [C·n, ...], exemplar-major
-  sample_fn = _sampler(ldm.denoiser, sampler, ddim_steps)
+  sample_fn = _sampler(ldm.denoiser, sampler, ddim_steps, ddim_eta)
   codes = sampling.chunked(sample_fn, ldm.denoiser_params, ldm.schedule, cond_rep, key, guidance, chunk)
   images = decode(ldm, codes)
   images, codes = np.asarray(images).reshape(c, n, *images.shape[1:]), np.asarray(codes).reshape(c, n, -1)
@@ -116,11 +117,11 @@ def generate(ldm: LDM, exemplars_u8, n: int, key: jax.Array, guidance: float = 1
 _SAMPLERS: dict = {}
 
 
-def _sampler(denoiser, kind: str, ddim_steps: int):
-  """One compiled sampler per (denoiser, kind): repeated calls reuse it."""
-  k = (denoiser, kind, ddim_steps)
+def _sampler(denoiser, kind: str, ddim_steps: int, ddim_eta: float):
+  """One compiled sampler per (denoiser, kind, DDIM settings): repeated calls reuse it."""
+  k = (denoiser, kind, ddim_steps, float(ddim_eta))
   if k not in _SAMPLERS:
-    _SAMPLERS[k] = sampling.make_sampler(denoiser_eps_fn(denoiser), kind, ddim_steps)
+    _SAMPLERS[k] = sampling.make_sampler(denoiser_eps_fn(denoiser), kind, ddim_steps, float(ddim_eta))
   return _SAMPLERS[k]
 
 

@@ -85,6 +85,20 @@ def test_samplers_recover_a_point_mass_with_the_exact_score(kind):
   np.testing.assert_allclose(out, jnp.broadcast_to(x_star, (5, 8)), atol=1e-3)
 
 
+def test_ddim_with_eta_one_over_all_steps_is_the_ancestral_ddpm_sampler():
+  """η = 1 gives DDIM DDPM's posterior variance: over all T steps (same noise) the two samplers agree, which is
+  what makes strided η = 1 DDIM a cheaper version of the same stochastic sampler (the cpu-scale study's)."""
+  s = diffusion.make_schedule(60)
+  params = None
+  eps_fn = lambda p, x, c, t: jnp.sin(3.0 * x) + 0.3 * c + 1e-3 * t[:, None]   # smooth, condition- and t-dependent
+  cond, key = jax.random.normal(jax.random.PRNGKey(2), (6, 8)), jax.random.PRNGKey(3)
+  ddpm = sampling.make_sampler(eps_fn, "ddpm")(params, s, cond, key, 2.0)
+  ddim = sampling.make_sampler(eps_fn, "ddim", ddim_steps=60, ddim_eta=1.0)(params, s, cond, key, 2.0)
+  np.testing.assert_allclose(ddim, ddpm, rtol=1e-4, atol=1e-4)
+  strided = sampling.make_sampler(eps_fn, "ddim", ddim_steps=12, ddim_eta=1.0)(params, s, cond, key, 2.0)
+  assert np.isfinite(strided).all() and np.abs(np.asarray(strided) - np.asarray(ddpm)).max() > 1e-2
+
+
 def test_loss_of_the_exact_score_is_zero():
   s = diffusion.make_schedule(100)
   x_star = jnp.ones((4,))

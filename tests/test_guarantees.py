@@ -139,6 +139,14 @@ def test_config_values_are_checked_in_every_job_and_stage():
     rae.sweep.members = members
     with pytest.raises(config_checks.ConfigError, match=message):
       config_checks.validate(rae)
+  for job, section in (("ldm", "sample"), ("evaluate", "evaluate")):
+    for key, value, message in (("sampler", "euler", r"sampler must be one of \('ddpm', 'ddim'\)"),
+                                ("ddim_eta", 1.5, r"ddim_eta must be in \[0, 1\]"),
+                                ("ddim_steps", 0, "ddim_steps must be at least 1")):
+      c = importlib.import_module(f"configs.{job}").get_config()
+      c[section][key] = value
+      with pytest.raises(config_checks.ConfigError, match=f"^{section}.{message}"):
+        config_checks.validate(c)
 
 
 # --- corrupt archives -------------------------------------------------------------------------------------------

@@ -92,10 +92,16 @@ def _safe(name: str) -> str:
   return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
 
 
+def sampler_label(sc) -> str:
+  """'ddpm (all T steps)' or 'ddim 100 steps, η=1' — how a generated set was drawn, for tables."""
+  return "ddpm (all T steps)" if sc.sampler == "ddpm" else f"ddim {sc.ddim_steps} steps, η={float(sc.ddim_eta):g}"
+
+
 def sample_provenance(model_info: dict, exemplars: np.ndarray, ec) -> dict[str, Any]:
   """Everything that determines a generated set: the export's content hash, the sampler settings, the seed and
   the exemplars. A cached set is reused only when all of it matches."""
   return {"export": manifest.identity(model_info["path"]), "sampler": ec.sampler, "ddim_steps": int(ec.ddim_steps),
+          "ddim_eta": float(ec.ddim_eta),
           "guidance": float(ec.guidance), "seed": int(ec.seed), "samples_per_class": int(ec.samples_per_class),
           "chunk": int(ec.chunk), "exemplars": hashlib.sha256(np.ascontiguousarray(exemplars).tobytes()).hexdigest(),
           "exemplars_shape": list(exemplars.shape)}
@@ -123,7 +129,7 @@ def generate_set(model_info: dict, exemplars: np.ndarray, ec, cache: pathlib.Pat
     return hit
   model, _ = ldm_lib.load(model_info["path"], verify=False)   # verified above: hash the export once
   out = ldm_lib.generate(model, exemplars, ec.samples_per_class, jax.random.PRNGKey(ec.seed), guidance=ec.guidance,
-                         sampler=ec.sampler, ddim_steps=ec.ddim_steps, chunk=ec.chunk,
+                         sampler=ec.sampler, ddim_steps=ec.ddim_steps, chunk=ec.chunk, ddim_eta=ec.ddim_eta,
                          name=f"model {model_info['name']} ({model_info['path']})")
   images = np.round(np.clip(out["images"], 0, 1) * 255).astype(np.uint8)
   cache.parent.mkdir(parents=True, exist_ok=True)
@@ -355,7 +361,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   write_regularizer_grid(out / "samples_by_regularizer.png", results, sets, ec.grid_classes, ec.grid_rows)
   summary = {"data": cfg.data.name, "critics": critics_used, "classes": int(len(exemplars)),
              "samples_per_class": ec.samples_per_class,
-             "n_way": results[0]["n_way"], "points": [_jsonable(r) for r in results]}
+             "sampler": sampler_label(ec), "n_way": results[0]["n_way"], "points": [_jsonable(r) for r in results]}
   if cfg.importance.enabled:
     summary["importance"] = importance_study(cfg, out, results)
   (out / "scores.json").write_text(json.dumps(summary, indent=1))

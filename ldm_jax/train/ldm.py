@@ -123,7 +123,8 @@ def evaluate_member(model: ldm_lib.LDM, cfg, test: dict[str, Any], key: jax.Arra
   ex_rows = np.asarray(test["exemplar_index"])[: cfg.sample.max_classes or None]
   exemplars = np.asarray(test["images"])[ex_rows]
   out = ldm_lib.generate(model, exemplars, cfg.sample.per_exemplar, key, guidance=cfg.sample.guidance,
-                         sampler=cfg.sample.sampler, ddim_steps=cfg.sample.ddim_steps, chunk=cfg.sample.chunk)
+                         sampler=cfg.sample.sampler, ddim_steps=cfg.sample.ddim_steps, chunk=cfg.sample.chunk,
+                         ddim_eta=cfg.sample.ddim_eta)
   c, n = out["images"].shape[:2]
   pix = exemplar_fidelity(jnp.asarray(out["images"].reshape(c, n, -1)), jnp.asarray(exemplars.reshape(c, -1) / 255.0))
   scores = {"classes": int(c), "per_exemplar": int(n), "chance_nearest": 1.0 / c,
@@ -174,7 +175,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   schedule = diffusion.schedule_from_config(cfg.diffusion)
   board = tensorboard.Board(workdir, cfg.train.get("tensorboard", False))
   summary = {"space": space, "unet": cfg.ldm.unet, "guidance": cfg.sample.guidance, "sampler": cfg.sample.sampler,
-             "members": []}
+             "ddim_steps": cfg.sample.ddim_steps, "ddim_eta": cfg.sample.ddim_eta, "members": []}
   for i, member in enumerate(members):
     params = jax.tree.map(lambda x: x[i], states.params)
     model = ldm_lib.LDM(denoiser_params=params, schedule=schedule,
