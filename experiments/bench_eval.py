@@ -26,10 +26,9 @@ import numpy as np
 from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import data, diffusion
 from ldm_jax.eval import importance, judge
-from ldm_jax.models.critics import build_critic
+from ldm_jax.models.critics import build_critic, embed_fn
 from ldm_jax.models.rae import RAE
 from ldm_jax.models.unet1d import build_unet
-from ldm_jax.train import critics
 
 
 def _judges() -> judge.Judges:
@@ -37,7 +36,7 @@ def _judges() -> judge.Judges:
   for head, use_head in (("metric", True), ("projection", False)):
     model = build_critic("conv4", head)
     variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 50, 50, 1)), False)
-    embed = critics.embed_fn(model, use_head, 50)
+    embed = embed_fn(model, use_head, 50)
     fns.append(lambda x, embed=embed, v=variables: embed(v, x))
   return judge.Judges(recognizer=fns[0], featurizer=fns[1])
 

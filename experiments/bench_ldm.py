@@ -20,13 +20,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchlib import emit
 from configs import ldm as ldm_config
+from experiments.benchlib import emit
 from ldm_jax import data as data_lib
+from ldm_jax import rae as rae_job
 from ldm_jax.data import pipeline
+from ldm_jax.jobs import ldm
 from ldm_jax.models.rae import RAE
 from ldm_jax.models.unet1d import build_unet
-from ldm_jax.train import ldm, rae as rae_job, sweep
+from ldm_jax.train import sweep
 
 
 def latents_for(k: int, n: int, d: int) -> pipeline.LatentSplit:

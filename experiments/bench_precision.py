@@ -17,11 +17,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import ldm as ldm_config, rae as rae_config
+from configs import ldm as ldm_config
+from configs import rae as rae_config
 from experiments.benchlib import emit, seconds_per_call
+from ldm_jax import data as data_lib
 from ldm_jax import ldm as ldm_lib
+from ldm_jax import rae
 from ldm_jax.data import pipeline
-from ldm_jax.train import ldm as ldm_job, rae, sweep
+from ldm_jax.jobs import ldm as ldm_job
+from ldm_jax.jobs import rae as rae_job
+from ldm_jax.train import sweep
 
 # Dense peak TFLOP/s (bf16, f32 without TF32) from the vendors' data sheets (SXM parts).
 PEAK_TFLOPS = {"H100": {"bfloat16": 989.0, "float32": 67.0}, "H200": {"bfloat16": 989.0, "float32": 67.0}}
@@ -52,7 +57,7 @@ def rae_epoch(dtype, train, k, batch):
   model = rae.build_model(cfg, int(train["labels"].max()) + 1)
   tx = rae.make_optimizer(cfg, 1)
   init_fn = lambda key: model.init(key, jnp.zeros((2, 48, 48, 1)), False)
-  fn = sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, batch, None, "vmap")
+  fn = sweep.make_epoch_fn(rae_job.make_loss_fn(model, cfg), tx, batch, None, "vmap")
   return fn, sweep.init_sweep(init_fn, tx, sweep.member_keys(0, k)), {"beta": jnp.ones((k, 6))}, \
       pipeline.to_device(train)
 
@@ -96,7 +101,7 @@ def main():
   cpu = jax.default_backend() == "cpu"
   n = 640 if args.quick else (2560 if cpu else 29460)
   cfg = rae_config.get_config("omniglot")
-  train = rae.load_split(cfg, "paper_train", n)
+  train = data_lib.load_split(cfg, "paper_train", n)
   batch, k = (32, 2) if args.quick else (128, 4)
   repeats = 1 if args.quick else 3
   spe = pipeline.steps_per_epoch(len(train["labels"]), batch)

@@ -25,8 +25,11 @@ import jax
 
 from configs import rae as rae_config
 from experiments.benchlib import emit, seconds_per_call
+from ldm_jax import data as data_lib
+from ldm_jax import rae
 from ldm_jax.data import pipeline
-from ldm_jax.train import rae, sweep
+from ldm_jax.jobs import rae as rae_job
+from ldm_jax.train import sweep
 
 
 def epoch_runner(cfg, train, k: int, sweep_mode: str):
@@ -56,7 +59,7 @@ def sweep_program(cfg, train, sweep_mode: str):
   k = len(hparams["beta"])
   states = sweep.init_sweep(functools.partial(rae.init_variables, model, cfg), tx, sweep.member_keys(0, k))
   data = pipeline.to_device(train)
-  fn = sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, cfg.train.batch_size, None, sweep_mode)
+  fn = sweep.make_epoch_fn(rae_job.make_loss_fn(model, cfg), tx, cfg.train.batch_size, None, sweep_mode)
   holder = {"s": states}
 
   def run():
@@ -83,8 +86,10 @@ def torch_throughput(train, batch: int, repeats: int) -> float | None:
   except ImportError:
     print("# PyTorch not installed: `pip install -e .[bench]` for the PyTorch reference line", file=sys.stderr)
     return None
-  import numpy as np
   import time
+
+  import numpy as np
+
   from experiments.torch_rae import TorchRAE, make_step
   torch.set_num_threads(torch_threads())
   torch.manual_seed(0)
@@ -174,7 +179,7 @@ def main():
   cfg = rae_config.get_config("omniglot")
   n = 256 if args.quick else (2560 if jax.default_backend() == "cpu" else 10240)
   cfg.data.max_train_examples = n
-  train = rae.load_split(cfg, "paper_train", n)
+  train = data_lib.load_split(cfg, "paper_train", n)
   repeats = 1 if args.quick else 3
   on_cpu = jax.default_backend() == "cpu"
 

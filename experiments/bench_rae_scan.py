@@ -21,8 +21,11 @@ import jax.numpy as jnp
 
 from configs import rae as rae_config
 from experiments.benchlib import emit, seconds_per_call
+from ldm_jax import data as data_lib
+from ldm_jax import rae
 from ldm_jax.data import pipeline
-from ldm_jax.train import rae, sweep
+from ldm_jax.jobs import rae as rae_job
+from ldm_jax.train import sweep
 
 
 def rates(cfg, train, data, repeats: int) -> tuple[float, float]:
@@ -32,7 +35,7 @@ def rates(cfg, train, data, repeats: int) -> tuple[float, float]:
   spe = pipeline.steps_per_epoch(n, batch)
   tx = rae.make_optimizer(cfg, spe)
   state = sweep.init_state(lambda key: model.init(key, jnp.zeros((2, 48, 48, 1)), False), tx, jax.random.PRNGKey(0))
-  loss_fn, hparams = rae.make_loss_fn(model, cfg), {"beta": jnp.ones(6)}
+  loss_fn, hparams = rae_job.make_loss_fn(model, cfg), {"beta": jnp.ones(6)}
   epoch = jax.jit(functools.partial(sweep.member_epoch, loss_fn, tx, batch, None))
   step = jax.jit(lambda s, b: sweep.train_step(loss_fn, tx, s, hparams, b))
   batches = [data.gather(pipeline.batch_rows(jnp.arange(n), i, batch)) for i in range(spe)]
@@ -59,7 +62,7 @@ def main():
   args = parser.parse_args()
   cfg = rae_config.get_config("omniglot")
   n = 1280 if args.quick else 5120
-  train = rae.load_split(cfg, "paper_train", n)
+  train = data_lib.load_split(cfg, "paper_train", n)
   data = pipeline.to_device(train)
   for impl in ("matmul", "vjp", "xla"):
     c = cfg.copy_and_resolve_references()

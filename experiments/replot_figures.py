@@ -5,7 +5,7 @@
 
 import sys
 
-from ldm_jax.eval import evaluate
+from ldm_jax.jobs import evaluate
 
 if __name__ == "__main__":
   if len(sys.argv) not in (2, 3):

@@ -32,8 +32,7 @@ from experiments.study_combinations import PARTNERS, combination_runs
 from experiments.study_figures import eval_runs
 from experiments.study_ldm import ldm_runs
 from experiments.study_rae_sweeps import rae_runs
-from ldm_jax import study
-from ldm_jax.train import rae
+from ldm_jax import rae, study
 from ldm_jax.models.rae import REGULARIZERS
 
 

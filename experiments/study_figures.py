@@ -10,7 +10,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.study_ldm import build_runs as ldm_build_runs, add_arguments as ldm_arguments
+from experiments.study_ldm import add_arguments as ldm_arguments
+from experiments.study_ldm import build_runs as ldm_build_runs
 from ldm_jax import study
 
 

@@ -1,7 +1,7 @@
 """A straightforward PyTorch implementation of the Table 1 RAE and its prototype-regularised training step: the
 baseline a user would otherwise write (torch is the optional `bench` extra; nothing in the library imports it).
 
-Same network, loss and optimizer as `ldm_jax.train.rae`: 4 × [Conv 4×4 s2 (no bias) → BN → ReLU] (paddings
+Same network, loss and optimizer as `ldm_jax.jobs.rae`: 4 × [Conv 4×4 s2 (no bias) → BN → ReLU] (paddings
 1, 1, 2, 1) → Linear to d; Linear (no bias) → 6×6×128 → BN → ReLU → 3 × [ConvT 4×4 s2 p1 → BN → ReLU] → ZeroPad
 (0, 1, 0, 1) → Conv 4×4 p1 → sigmoid; one encoder pass over the batch and its exemplars; the prototype projector
 Linear → BN → ReLU → Linear; ℓ2 reconstruction summed over pixels + β · prototypical cross-entropy; Adam with

@@ -70,9 +70,11 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
   args = parse_args(argv)
-  from ldm_jax import ldm as ldm_lib, manifest
-  from ldm_jax.eval import figures
   import jax
+
+  from ldm_jax import ldm as ldm_lib
+  from ldm_jax import manifest
+  from ldm_jax.eval import figures
   try:
     model, spec = ldm_lib.load(args.model)
     size = int(spec.get("image_size", 48))

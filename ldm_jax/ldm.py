@@ -154,7 +154,7 @@ def load(path: str | pathlib.Path, verify: bool = True) -> tuple[LDM, dict]:
     FileNotFoundError: `path` holds no export.
     manifest.CorruptFileError: a file is missing, truncated or changed since `save` (named in the message).
   """
-  from ldm_jax.train import rae as rae_job
+  from ldm_jax import rae as rae_job
   path = pathlib.Path(path).absolute()
   if not (path / "ldm.json").exists():
     raise FileNotFoundError(f"{path} holds no exported LDM (no ldm.json): exports are <ldm workdir>/models/<i>")

@@ -20,36 +20,6 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _RESUME = flags.DEFINE_bool("resume", False, "Continue from the last checkpoint in --workdir.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-JOBS = ("rae", "ldm", "critics", "evaluate", "imle", "imle_oneshot", "sketch", "demo")
-
-
-def train_and_evaluate(config, workdir: str, resume: bool = False):
-  """Dispatches on `config.job`."""
-  if config.job == "rae":
-    from ldm_jax.train import rae
-    return rae.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "ldm":
-    from ldm_jax.train import ldm
-    return ldm.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "critics":
-    from ldm_jax.train import critics
-    return critics.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "evaluate":
-    from ldm_jax.eval import evaluate
-    return evaluate.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "imle":
-    from ldm_jax.imle import job
-    return job.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "imle_oneshot":
-    from ldm_jax.imle import oneshot_job
-    return oneshot_job.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "sketch":
-    from ldm_jax.sketch import job
-    return job.train_and_evaluate(config, workdir, resume=resume)
-  if config.job == "demo":
-    from ldm_jax.train import demo
-    return demo.train_and_evaluate(config, workdir, resume=resume)
-  raise ValueError(f"unknown job {config.job!r}; known jobs: {JOBS}")
 
 
 def _config_file_keys(argv: list[str]) -> tuple[str, set[str]] | None:
@@ -99,13 +69,14 @@ def parse_flags(argv: list[str]) -> list[str]:
 def run(config, workdir: str, resume: bool = False):
   """A job as the entry point runs it: config values checked, the workdir held by this job alone, an existing
   run refused without `resume` — all before any data is loaded or any file written — then the job."""
-  from ldm_jax import config_checks, distributed, workdir as workdir_lib
+  from ldm_jax import config_checks, distributed, jobs
+  from ldm_jax import workdir as workdir_lib
   config_checks.validate(config)
   workdir_lib.refuse_existing_run(workdir, resume)
   if not distributed.is_primary():  # one lock holder per run: the hosts of a multi-host run share the workdir
-    return train_and_evaluate(config, workdir, resume=resume)
+    return jobs.run(config, workdir, resume=resume)
   with workdir_lib.hold(workdir):
-    return train_and_evaluate(config, workdir, resume=resume)
+    return jobs.run(config, workdir, resume=resume)
 
 
 def main(argv):
@@ -113,7 +84,8 @@ def main(argv):
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
   logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes through absl
   logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'" on every start
-  from ldm_jax import checkpoint, distributed, manifest, workdir as workdir_lib
+  from ldm_jax import checkpoint, distributed, manifest
+  from ldm_jax import workdir as workdir_lib
   distributed.initialize()  # a no-op unless the environment names a cluster (multi-host runs)
   from ldm_jax.data import DataError
   try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ldm_jax.distances import sq_distances
+
 sg = jax.lax.stop_gradient
 
 
@@ -31,8 +33,7 @@ def vq_snap(z: jax.Array, codebook: jax.Array) -> tuple[jax.Array, jax.Array]:
   b, d = z.shape
   s = codebook.shape[1]
   flat = z.reshape(b, d // s, s)
-  dist = (jnp.sum(jnp.square(flat), -1, keepdims=True) - 2 * flat @ codebook.T
-          + jnp.sum(jnp.square(codebook), -1))                     # [B, d/s, K]
+  dist = sq_distances(flat.reshape(-1, s), codebook).reshape(b, d // s, -1)   # [B, d/s, K]
   codes = jnp.argmin(dist, axis=-1)
   return codebook[codes].reshape(b, d), codes
 
@@ -60,19 +61,13 @@ def classification_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=-1))
 
 
-def pairwise_sq_dists(a: jax.Array, b: jax.Array) -> jax.Array:
-  """[n, k], [m, k] → [n, m] squared Euclidean distances, by explicit differences: the ‖a‖² − 2ab + ‖b‖² form
-  cancels catastrophically when a sample sits near its exemplar, which is exactly what this loss rewards."""
-  return jnp.sum(jnp.square(a[:, None, :] - b[None, :, :]), -1)
-
-
 def prototype_loss(proj_z: jax.Array, proj_exemplar: jax.Array) -> jax.Array:
   """Prototypical loss against the in-batch exemplars (Eq. 5, Algo. 2).
 
   Row i's target is its own exemplar (row i of proj_exemplar); logits = −‖p(z_i) − p(e_j)‖² over every exemplar j
   of the batch (same-class duplicates count as negatives, as in the authors' code).
   """
-  logits = -pairwise_sq_dists(proj_z, proj_exemplar)
+  logits = -sq_distances(proj_z, proj_exemplar)   # exact: the loss rewards a sample near its exemplar
   return classification_loss(logits, jnp.arange(proj_z.shape[0]))
 
 

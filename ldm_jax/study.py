@@ -103,7 +103,7 @@ def owned(runs: Sequence[Run], hosts: int, host: int) -> list[Run]:
 def _train_examples(name: str, split: str, limit: int, image_size: int) -> int:
   from ldm_jax import data as data_lib
   labels = data_lib.load(name, split, image_size=image_size)["labels"]
-  if limit and limit < len(labels):  # rae.load_split's prefix of whole classes
+  if limit and limit < len(labels):  # data_lib.load_split's prefix of whole classes
     return int(np.isin(labels, np.unique(labels[:limit])).sum())
   return len(labels)
 
@@ -113,15 +113,19 @@ def probe_step_seconds(cfg, members: int) -> float:
   import jax
   import jax.numpy as jnp
 
-  from ldm_jax import ldm as ldm_lib, sharding
+  from ldm_jax import data as data_lib
+  from ldm_jax import ldm as ldm_lib
+  from ldm_jax import rae, sharding
   from ldm_jax.data import pipeline
-  from ldm_jax.train import ldm as ldm_job, rae, sweep
+  from ldm_jax.jobs import ldm as ldm_job
+  from ldm_jax.jobs import rae as rae_job
+  from ldm_jax.train import sweep
 
   batch = cfg.train.batch_size
-  train = rae.load_split(cfg, cfg.data.split, batch * PROBE_STEPS)
+  train = data_lib.load_split(cfg, cfg.data.split, batch * PROBE_STEPS)
   if cfg.job == "rae":
     model = rae.build_model(cfg, int(train["labels"].max()) + 1)
-    loss_fn, tx = rae.make_loss_fn(model, cfg), rae.make_optimizer(cfg, 1)
+    loss_fn, tx = rae_job.make_loss_fn(model, cfg), rae.make_optimizer(cfg, 1)
     size = cfg.data.image_size
     init_fn = functools.partial(rae.init_variables, model, cfg)
     hparams = rae.sweep_hparams(cfg)   # the run's own members (a mixed sweep's forward pass per member)
@@ -166,6 +170,7 @@ def probe_step_seconds(cfg, members: int) -> float:
 def estimate(cfg, members: int, step_seconds: float) -> dict:
   """A run's steps and device-hours at `step_seconds` per step of its whole sweep on this host's devices."""
   import jax
+
   from ldm_jax.data import pipeline
   dc = cfg.data
   n = _train_examples(dc.name, dc.split, dc.max_train_examples, dc.image_size)

@@ -91,7 +91,12 @@ def _write_torch_zip(path, obj, byteorder="little", layout=None):
   storages are persistent ids ('storage', torch.<Type>Storage, key, 'cpu', numel) → archive/data/<key>. A stand-in
   `torch` module supplies the globals, so the pickle names the same `torch.*` objects a real file does.
   `layout(shape, stride) -> (offset, size, stride)` replaces every tensor's view (hostile files)."""
-  import collections, io, pickle, sys, types, zipfile
+  import collections
+  import io
+  import pickle
+  import sys
+  import types
+  import zipfile
   torch = types.ModuleType("torch")
   utils = types.ModuleType("torch._utils")
   storage_types = {}
@@ -172,6 +177,7 @@ def test_pt_file_is_read_without_torch_and_imports_identically(tmp_path, byteord
 def test_pt_reader_refuses_code_and_legacy_files(tmp_path):
   import pickle
   import zipfile
+
   from ldm_jax.models import torch_file
   evil = tmp_path / "evil.pt"
   with zipfile.ZipFile(evil, "w") as zf:

@@ -6,10 +6,10 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import REPO
 
 from ldm_jax import data
 from ldm_jax.data import quickdraw, strokes
-from conftest import REPO
 
 pytestmark = pytest.mark.real_data
 
@@ -95,6 +95,7 @@ def test_quickdraw_every_category_parses(variant, n_cat):
 
 def test_quickdraw_bitmap_byte_shift_is_undone():
   import zipfile
+
   from ldm_jax.data import sources
   root = sources.data_dir()
   with zipfile.ZipFile(root / "quickdraw/quickdraw_bitmap28_sukumr.zip") as z:

@@ -9,8 +9,8 @@ import sys
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from ldm_jax import distributed
 
 
@@ -73,7 +73,7 @@ def test_two_process_sweep_equals_one_process(tmp_path):
   sb = json.loads((tmp_path / "single" / "summary.json").read_text())["members"]
   assert [m["oneshot_accuracy"] for m in sa] == pytest.approx([m["oneshot_accuracy"] for m in sb], abs=1e-6)
 
-  from ldm_jax.train import rae
+  from ldm_jax import rae
   _, _, va, _, _ = rae.load_sweep(tmp_path / "multi")
   _, _, vb, _, _ = rae.load_sweep(tmp_path / "single")
   for a, b in zip(va, vb):

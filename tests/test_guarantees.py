@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import REPO, run_main
 
 _BUILD = """
@@ -109,6 +108,7 @@ def test_config_errors_are_one_line_before_anything_is_written(tmp_path, overrid
 
 def test_config_values_are_checked_in_every_job_and_stage():
   import importlib
+
   from ldm_jax import config_checks
   for job in ("rae", "ldm", "critics", "evaluate", "imle", "imle_oneshot", "sketch", "demo"):
     config_checks.validate(importlib.import_module(f"configs.{job}").get_config())   # the shipped configs pass
@@ -163,6 +163,7 @@ def _rewrite_zip(src, dst, change):
 @pytest.mark.parametrize("case", ["not_png", "folders"])
 def test_an_image_zip_with_a_foreign_member_is_refused_naming_it(tmp_path, case):
   from conftest import SHARED_DATA
+
   from ldm_jax.data import DataError, sources
   data_dir = tmp_path / "data"
   (data_dir / "omniglot").mkdir(parents=True)
@@ -217,7 +218,7 @@ def _point(name, reg, beta, ori, rec, kind="ldm", diverged=False):
 
 
 def test_diverged_models_are_excluded_from_closest_fits_and_marked_in_tables(tmp_path):
-  from ldm_jax.eval import evaluate
+  from ldm_jax.jobs import evaluate
   results = [_point("humans", "", 0.0, 0.5, 0.9, kind="human"),
              _point("a", "prototype", 1.0, 0.4, 0.5), _point("b", "prototype", 10.0, 0.3, 0.6),
              _point("c", "prototype", 100.0, 0.2, 0.7), _point("d", "prototype", 1000.0, 0.5, 0.9, diverged=True)]
@@ -237,6 +238,7 @@ def test_diverged_models_are_excluded_from_closest_fits_and_marked_in_tables(tmp
 def read_events(logdir):
   """Every Event in the TFRecord files under `logdir` (length, crc, payload, crc), parsed with tensorboardX's protos."""
   import struct
+
   from tensorboardX.proto import event_pb2
   events = []
   for path in sorted(pathlib.Path(logdir).rglob("events.out.tfevents.*")):
@@ -274,6 +276,7 @@ def test_tensorboard_images_and_the_missing_package_error(tmp_path, monkeypatch)
   pytest.importorskip("tensorboardX", reason="tensorboardX (the tensorboard extra) is not installed")
   import numpy as np
   from PIL import Image
+
   from ldm_jax import config_checks
   from ldm_jax.train import tensorboard
   Image.fromarray(np.full((30, 40), 200, np.uint8)).save(tmp_path / "grid.png")

@@ -76,9 +76,10 @@ def test_imle_job_on_real_drawings_resumes_to_the_same_result(tmp_path):
   """Both members (IMLE, RS-IMLE) train as one vmapped program on 24 QuickDraw cats; 2 iterations + resume to 4
   equals 4 straight; a run over existing checkpoints without --resume is refused."""
   import json
+
   from configs import imle as imle_config
   from ldm_jax import checkpoint
-  from ldm_jax.imle import job
+  from ldm_jax.jobs import imle as job
   cfg = imle_config.get_config("tiny")
   straight = job.train_and_evaluate(cfg, str(tmp_path / "straight"))
   assert [m["method"] for m in straight["members"]] == ["IMLE", "RS-IMLE"]

@@ -6,8 +6,8 @@ import json
 import jax
 import numpy as np
 import pytest
-
 from conftest import run_main
+
 from ldm_jax import ldm as ldm_lib
 from ldm_jax.eval.oneshot import exemplar_fidelity
 from ldm_jax.train import loop
@@ -189,11 +189,13 @@ def _check_judges(critics_dir):
     noisy = np.where(rng.uniform(size=copies.shape) < flip_rate, 1.0 - copies, copies).astype(np.float32)
     means.append(judge.score_set(judges, noisy, exemplars, key, tasks_per_class=5)["originality_mean"])
   assert means[0] == 0.0 and means[0] < means[1] < means[2], means
-  from ldm_jax.sketch.job import judge_one_shot        # SketchEmbedNet's one-shot sketches go through the same API
+  from ldm_jax.jobs.sketch import (
+    judge_one_shot,  # SketchEmbedNet's one-shot sketches go through the same API
+  )
   sketched = judge_one_shot(critics_dir, exemplars[:8] / 255.0, humans[:8, :4] / 255.0, humans[:8, 4:8] / 255.0, 0)
   assert set(sketched) == {"sketchembednet", "humans"} and sketched["humans"]["n_way"] == 8
   assert all(0.0 <= v["recognizability"] <= 1.0 and v["originality"] > 0.0 for v in sketched.values())
-  from ldm_jax.imle.job import make_loss               # IMLE's d with the originality critic's feature term
+  from ldm_jax.jobs.imle import make_loss  # IMLE's d with the originality critic's feature term
   x, y = (jax.numpy.asarray(humans[:4, k] / 127.5 - 1.0, jax.numpy.float32) for k in (0, 1))
   pixel, with_features = make_loss(0.0, ""), make_loss(0.5, str(critics_dir))
   assert float(jax.numpy.abs(with_features(x, x)).max()) == 0.0
@@ -263,7 +265,7 @@ def test_nonfinite_or_out_of_range_sample_sets_stop_the_evaluation(trained, crit
 
 def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(trained, critics, tmp_path):
   from ldm_jax import manifest
-  from ldm_jax.eval import evaluate
+  from ldm_jax.jobs import evaluate
   eval_dir = tmp_path / "eval"
   small = ("--config.evaluate.max_classes=6", "--config.evaluate.samples_per_class=4",
            "--config.evaluate.human_per_class=4")
@@ -303,7 +305,7 @@ def _tree_bytes(root):
 
 
 def test_a_refused_run_writes_nothing(trained):
-  from ldm_jax.train import rae
+  from ldm_jax import rae
   before = _tree_bytes(trained / "rae")
   other = run_main(*RAE_TINY, "--config.data.max_train_examples=320", f"--workdir={trained}/rae")  # no --resume
   assert other.returncode == 2 and "--resume" in other.stderr, other.stderr[-2000:]
@@ -316,8 +318,8 @@ def test_a_refused_run_writes_nothing(trained):
 
 def test_a_corrupted_checkpoint_is_refused_before_it_is_restored(trained, tmp_path):
   import shutil
-  from ldm_jax import manifest
-  from ldm_jax.train import rae
+
+  from ldm_jax import manifest, rae
   work = tmp_path / "rae"
   shutil.copytree(trained / "rae", work)
   step = work / "checkpoints" / "2"
@@ -355,7 +357,9 @@ def test_generate_cli_from_a_users_drawings(trained, tmp_path):
   line, exit 2, nothing written."""
   import subprocess
   import sys
+
   from PIL import Image
+
   from ldm_jax import data
   from ldm_jax.generate import prepare_drawing
   test = data.load("omniglot", "paper_test")

@@ -1,7 +1,6 @@
 """The entry point: config errors, and a killed run that resumes to the same parameters as an uninterrupted one."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,9 +9,10 @@ import time
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO, run_main
-from ldm_jax.train import loop, rae
+
+from ldm_jax import rae
+from ldm_jax.train import loop
 
 pytestmark = pytest.mark.real_data
 

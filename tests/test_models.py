@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from configs import rae as rae_config
-from ldm_jax import augment
+from ldm_jax import augment, rae
+from ldm_jax.jobs import rae as rae_job
 from ldm_jax.models import layers
 from ldm_jax.models.rae import RAE, REGULARIZERS
-from ldm_jax.train import rae
 
 
 def n_params(tree):
@@ -78,7 +78,7 @@ def test_all_regularizers_together_give_finite_gradients(omniglot_test):
   model = rae.build_model(cfg, num_classes=150)
   v = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 48, 48, 1)), False)
   batch = pipeline.sample_batch(pipeline.to_device(omniglot_test), jax.random.PRNGKey(0), 0, 16)
-  loss_fn = rae.make_loss_fn(model, cfg)
+  loss_fn = rae_job.make_loss_fn(model, cfg)
   (loss, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
       v["params"], v["batch_stats"], {"beta": jnp.ones(6)}, batch, jax.random.PRNGKey(1))
   assert set(metrics) == {"recon", *REGULARIZERS}
@@ -111,7 +111,8 @@ def test_perspective_homography_maps_corners():
 def test_latents_are_the_ones_the_decoder_was_trained_on(omniglot_test):
   """VQ: codewords going in (encode) and coming out (decode snaps a continuous sample); KL: a posterior sample
   μ + σ·ε, or μ on request; the LDM's encode/decode use the same latents."""
-  from ldm_jax import diffusion, ldm as ldm_lib
+  from ldm_jax import diffusion
+  from ldm_jax import ldm as ldm_lib
   from ldm_jax.models.rae import decode_latents, encode_latents
   from ldm_jax.models.unet1d import build_unet
   images = jnp.asarray(omniglot_test["images"][:64])
@@ -196,7 +197,7 @@ def test_ema_target_moves_by_one_minus_momentum(omniglot_test):
   v = rae.init_variables(model, cfg, jax.random.PRNGKey(0))
   stats = {**v["batch_stats"], "simclr_target": jax.tree.map(jnp.zeros_like, v["params"]["encoder"])}
   batch = pipeline.sample_batch(pipeline.to_device(omniglot_test), jax.random.PRNGKey(0), 0, 16)
-  loss_fn = rae.make_loss_fn(model, cfg)
+  loss_fn = rae_job.make_loss_fn(model, cfg)
   loss, (new_stats, metrics) = loss_fn(v["params"], stats, {"beta": jnp.ones(6)}, batch, jax.random.PRNGKey(1))
   assert np.isfinite(float(metrics["simclr"]))
   for got, enc in zip(jax.tree.leaves(new_stats["simclr_target"]), jax.tree.leaves(v["params"]["encoder"])):

@@ -93,7 +93,7 @@ def test_parametric_fit_recovers_a_quadratic_in_log_beta():
 
 
 def test_models_are_identified_by_their_full_beta_vector_and_curves_by_the_swept_beta():
-  from ldm_jax.eval import evaluate
+  from ldm_jax.jobs import evaluate
   ldm = lambda **betas: {"kind": "ldm", "betas": betas}
   fig4 = [ldm(kl=1e-3, prototype=b) for b in (1.0, 10.0, 100.0)]
   other_partner = [ldm(kl=1e-2, prototype=b) for b in (1.0, 10.0)]
@@ -117,7 +117,8 @@ def test_figures_are_regenerated_from_scores_json(tmp_path):
   """Fig. 3 (three family panels), A.4–A.9 (one three-panel figure per single regularizer with a fit) and Fig. 5b
   from a scores.json alone; each fit passes through its points as a least-squares parabola in log10 β."""
   import json
-  from ldm_jax.eval import evaluate
+
+  from ldm_jax.jobs import evaluate
   pt = lambda name, reg, beta, ori, rec, kind="ldm": {"name": name, "kind": kind, "regularizer": reg,
                                                       "beta": beta, "originality": ori, "recognizability": rec}
   results = [pt("humans", "", 0.0, 0.5, 0.9, "human"), pt("none", "none", 0.0, 0.9, 0.3),

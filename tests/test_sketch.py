@@ -11,7 +11,8 @@ import scipy.optimize
 import scipy.stats
 
 from ldm_jax.data import strokes as S
-from ldm_jax.sketch import fewshot, losses, model as M
+from ldm_jax.sketch import fewshot, losses
+from ldm_jax.sketch import model as M
 
 TINY = dict(z_dim=16, units=32, hyper_units=16, hyper_embedding=8, mixtures=3)
 
@@ -186,7 +187,7 @@ def test_episodes_on_separable_and_random_features():
 def test_sketch_job_end_to_end_and_resume_gives_the_same_result(tmp_path):
   from configs import sketch as sketch_config
   from ldm_jax import checkpoint
-  from ldm_jax.sketch import job
+  from ldm_jax.jobs import sketch as job
   cfg = sketch_config.get_config("tiny")
   summary = job.train_and_evaluate(cfg, str(tmp_path / "full"))
   assert set(summary["losses"]) == {"pen", "stroke", "pixel", "loss"}

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
@@ -77,6 +76,7 @@ def latent_kind(model, exemplars_u8) -> str:
   import jax
   import jax.numpy as jnp
   import numpy as np
+
   from ldm_jax import ldm as ldm_lib
   from ldm_jax.models.rae import RAE
   a = np.asarray(ldm_lib.encode(model, exemplars_u8, jax.random.PRNGKey(0)))
@@ -104,9 +104,12 @@ def test_the_fig3_study_from_one_command_every_regularizer_through_to_the_rankin
 
 def check_study_results(root):
   import json
+
   import numpy as np
+
   from experiments.study_fig3 import spread_betas
-  from ldm_jax import data, ldm as ldm_lib
+  from ldm_jax import data
+  from ldm_jax import ldm as ldm_lib
   from ldm_jax.models.rae import REGULARIZERS
   exemplars = data.load("omniglot", "paper_test")
   exemplars = exemplars["images"][exemplars["exemplar_index"][:8]]

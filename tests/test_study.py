@@ -12,8 +12,8 @@ import time
 import jax
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from configs import rae as rae_config
 from experiments import study_combinations, study_fig3, study_figures, study_ldm, study_rae_sweeps
 from ldm_jax import study
@@ -70,7 +70,7 @@ def test_the_one_command_study_covers_fig3_at_both_scales_and_as_one_mixed_sweep
   assert [r.name for r in mixed] == ["omniglot/rae_figure", "omniglot/ldm_figure", "omniglot/pixel",
                                      "omniglot/critics", "omniglot/eval"]
   cfg = study.load_config(mixed[0])
-  from ldm_jax.train import rae
+  from ldm_jax import rae
   members, betas = rae.sweep_members(cfg)
   want = {tuple(b) for r in per_reg[:8] for b in rae.sweep_members(study.load_config(r))[1].tolist()}
   assert mixed[0].members == 15 and {tuple(b) for b in betas.tolist()} == want   # the same 15 β vectors
@@ -160,7 +160,7 @@ def test_a_killed_study_restarted_with_the_same_command_ends_with_the_same_check
   assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
   assert "omniglot/rae_none: done" in again.stdout and "checkpoint" in again.stdout
 
-  from ldm_jax.train import rae
+  from ldm_jax import rae
   for name in ("rae_none", "rae_kl"):
     a = rae.load_sweep(tmp_path / "ref" / "omniglot" / name)[2]
     b = rae.load_sweep(tmp_path / "cut" / "omniglot" / name)[2]

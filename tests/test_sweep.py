@@ -9,11 +9,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import REPO
 
 from configs import rae as rae_config
+from ldm_jax import rae
 from ldm_jax.data import pipeline
-from ldm_jax.train import rae, sweep
-from conftest import REPO
+from ldm_jax.jobs import rae as rae_job
+from ldm_jax.train import sweep
 
 pytestmark = pytest.mark.real_data
 
@@ -52,7 +54,7 @@ def test_vmapped_sweep_equals_separate_runs(omniglot_test):
   k = 3
   keys = sweep.member_keys(0, k)
   betas = jnp.array([[b, 0, 0, 0, 0, 0] for b in (0.0, 0.1, 1.0)], jnp.float32)
-  epoch = sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, cfg.train.batch_size)
+  epoch = sweep.make_epoch_fn(rae_job.make_loss_fn(model, cfg), tx, cfg.train.batch_size)
   together, _ = epoch(sweep.init_sweep(init_fn, tx, keys), {"beta": betas}, data)
   for i in range(k):
     alone, _ = epoch(sweep.init_sweep(init_fn, tx, keys[i:i + 1]), {"beta": betas[i:i + 1]}, data)
@@ -67,6 +69,7 @@ def test_a_mixed_sweep_trains_each_member_as_its_own_regularizers_sweep_would(om
   'none' is a plain autoencoder): each member's parameters equal those of a sweep of its regularizers alone (same
   key), under lax.map (only the member's forward pass runs) and under vmap (every pass runs, select keeps one)."""
   import functools
+
   import optax
   cfg = rae_config.get_config("omniglot,tiny")
   cfg.rae.regularizers, cfg.sweep.betas = ("kl", "vq", "prototype"), ()
@@ -84,7 +87,7 @@ def test_a_mixed_sweep_trains_each_member_as_its_own_regularizers_sweep_would(om
   model = rae.build_model(cfg, nc)
   keys = sweep.member_keys(0, len(members))
   init = lambda: sweep.init_sweep(functools.partial(rae.init_variables, model, cfg), tx, keys)  # epochs donate
-  run = lambda mode: sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, batch, None, mode)(
+  run = lambda mode: sweep.make_epoch_fn(rae_job.make_loss_fn(model, cfg), tx, batch, None, mode)(
       init(), rae.sweep_hparams(cfg), data)[0]
   mapped, vmapped = run("map"), run("vmap")
   assert_trees_close(vmapped.params, mapped.params)
@@ -93,7 +96,7 @@ def test_a_mixed_sweep_trains_each_member_as_its_own_regularizers_sweep_would(om
                                                  "batch_stats": sweep.take_member(mapped.batch_stats, i)})
     assert tuple(mcfg.rae.regularizers) == rae.member_regularizers(cfg, m) and own.regularizers == mcfg.rae.regularizers
     alone_init = sweep.init_sweep(functools.partial(rae.init_variables, own, mcfg), tx, keys[i:i + 1])
-    alone, _ = sweep.make_epoch_fn(rae.make_loss_fn(own, mcfg), tx, batch, None, "map")(
+    alone, _ = sweep.make_epoch_fn(rae_job.make_loss_fn(own, mcfg), tx, batch, None, "map")(
         alone_init, rae.sweep_hparams(mcfg), data)
     assert jax.tree.structure(v["params"]) == jax.tree.structure(sweep.take_member(alone.params, 0))
     assert_trees_close(v["params"], sweep.take_member(alone.params, 0), rel=1e-4, atol=1e-5)
@@ -104,7 +107,7 @@ def test_nan_in_one_member_leaves_the_others_untouched(omniglot_test):
   cfg, model, tx, init_fn, data = small_setup(omniglot_test, regs=("kl",))
   keys = sweep.member_keys(0, 2)
   betas = jnp.array([[0.1, 0, 0, 0, 0, 0], [jnp.nan, 0, 0, 0, 0, 0]], jnp.float32)
-  epoch = sweep.make_epoch_fn(rae.make_loss_fn(model, cfg), tx, cfg.train.batch_size)
+  epoch = sweep.make_epoch_fn(rae_job.make_loss_fn(model, cfg), tx, cfg.train.batch_size)
   init = sweep.init_sweep(init_fn, tx, keys)
   init_params = jax.tree.map(np.asarray, init.params)
   states, metrics = epoch(init, {"beta": betas}, data)
@@ -133,10 +136,10 @@ SHARDED_SCRIPT = textwrap.dedent("""
   assert jax.device_count() == 8
   test = data_lib.load("omniglot", "paper_test")
   cfg, model, tx, init_fn, data = small_setup(test, regs=("kl",))
-  from ldm_jax.train import rae
+  from ldm_jax.jobs import rae as rae_job
   keys = sweep.member_keys(0, 4)
   betas = jnp.array([[b, 0, 0, 0, 0, 0] for b in (0.0, 0.1, 0.5, 1.0)], jnp.float32)
-  loss_fn = rae.make_loss_fn(model, cfg)
+  loss_fn = rae_job.make_loss_fn(model, cfg)
   one, _ = sweep.make_epoch_fn(loss_fn, tx, 32)(sweep.init_sweep(init_fn, tx, keys, None), {{"beta": betas}}, data)
   mesh = sharding.make_mesh(4, 32)  # 4 on 'sweep' x 2 on 'data'
   assert dict(mesh.shape) == {{"sweep": 4, "data": 2}}
@@ -170,7 +173,8 @@ MEMBER_DATA_SCRIPT = textwrap.dedent("""
   from ldm_jax import data as data_lib, sharding
   from ldm_jax.data import pipeline
   from ldm_jax.models.unet1d import build_unet
-  from ldm_jax.train import ldm, sweep
+  from ldm_jax.jobs import ldm
+from ldm_jax.train import sweep
   test = data_lib.load("omniglot", "paper_test")
   n, k = 64, 4   # two steps: enough to route data and update, too few for rounding to grow chaotically
   # Real drawings as 64-d vectors (8x8 average pooling), a different scaling per member: each member its own data.

@@ -212,3 +212,19 @@ def info(name: str, split: Optional[str] = None, **options) -> dict[str, Any]:
 
 
 __all__ = ["DATASETS", "DataError", "builder", "data_source", "info", "load", "select_exemplars", "splits_of"]
+
+
+def load_split(cfg, split: str, limit: int = 0) -> dict[str, Any]:
+  """`load` as a job config names it (`cfg.data`): the first `limit` drawings rounded to whole classes (0 = all),
+  exemplars re-selected within the subset."""
+  dc = cfg.data
+  d = load(dc.name, split, data_dir=dc.data_dir or None, build_dir=dc.build_dir or None,
+                    image_size=dc.image_size)
+  if limit and limit < len(d["labels"]):
+    # A prefix of whole classes keeps every kept class complete (exemplars stay inside the subset).
+    keep_classes = np.unique(d["labels"][:limit])
+    rows = np.flatnonzero(np.isin(d["labels"], keep_classes))
+    _, labels = np.unique(d["labels"][rows], return_inverse=True)
+    d = {"images": d["images"][rows], "labels": labels.astype(np.int32)}
+    d["exemplar_index"] = select_exemplars(d["images"], d["labels"])
+  return d

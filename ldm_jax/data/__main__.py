@@ -47,6 +47,7 @@ def main(argv=None) -> int:
 
 def _build_quickdraw_fs(args) -> int:
   import pathlib
+
   from ldm_jax.data import quickdraw_fs, sources
   from ldm_jax.eval.judge import load_judges
   try:

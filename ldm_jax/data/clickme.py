@@ -17,11 +17,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import tensorflow_datasets as tfds
-
-from ldm_jax.data.archive_builder import ArchiveBuilder
 from PIL import Image
 
 from ldm_jax.data import sources
+from ldm_jax.data.archive_builder import ArchiveBuilder
 
 CANVAS = 256
 SIZE = 48

@@ -18,11 +18,10 @@ import zipfile
 
 import numpy as np
 import tensorflow_datasets as tfds
-
-from ldm_jax.data.archive_builder import ArchiveBuilder
 from PIL import Image
 
 from ldm_jax.data import sources
+from ldm_jax.data.archive_builder import ArchiveBuilder
 
 SIZES = (28, 48, 50, 105)
 _MEMBER = re.compile(sources.OMNIGLOT_MEMBER)

@@ -21,9 +21,9 @@ import zipfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ldm_jax.data import sources
+from ldm_jax.data import strokes as strokes_lib
 from ldm_jax.data.archive_builder import ArchiveBuilder
-
-from ldm_jax.data import sources, strokes as strokes_lib
 
 RASTER_SIZE = 48
 QUICKDRAW_FS_TEST_FROM = 550

@@ -19,7 +19,8 @@ from typing import Optional
 
 import numpy as np
 
-from ldm_jax.data import sources, strokes as S
+from ldm_jax.data import sources
+from ldm_jax.data import strokes as S
 
 SOURCES = ("omniglot", "omniglot_npz", "quickdraw")
 DEFAULT_RDP = {"omniglot": 2.0, "omniglot_npz": 0.0, "quickdraw": 0.0}   # the last two are simplified already
@@ -52,6 +53,7 @@ def _raw_drawings(source: str, split: str, data_dir, build_dir, variant: str):
 def render_images(strokes5: np.ndarray, size: int, batch: int = 512) -> np.ndarray:
   """Input images of strokes-only drawings, rendered by the differentiable kernel → uint8 [N, size, size]."""
   import jax.numpy as jnp
+
   from ldm_jax import raster
   out = [np.asarray(raster.render(jnp.asarray(strokes5[i:i + batch]), size)) for i in range(0, len(strokes5), batch)]
   images = np.concatenate(out) if out else np.zeros((0, size, size), np.float32)

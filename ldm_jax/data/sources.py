@@ -17,10 +17,10 @@ import hashlib
 import os
 import pathlib
 import re
+import tarfile
 import tempfile
 import urllib.request
 import zipfile
-import tarfile
 from typing import Optional
 
 ENV_DATA_DIR = "LDM_JAX_DATA_DIR"

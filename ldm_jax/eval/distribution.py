@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ldm_jax.distances import sq_distances_matmul
+
 
 def _pairwise(a: jax.Array, b: jax.Array) -> jax.Array:
-  d = jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * jnp.matmul(a, b.T, precision="highest")
-  return jnp.sqrt(jnp.maximum(d, 0.0))
+  return jnp.sqrt(sq_distances_matmul(a, b))
 
 
 def _coverage(reference: jax.Array, queries: jax.Array, k: int) -> jax.Array:

@@ -29,15 +29,18 @@ class Judges:
 def load_judges(critics_workdir: str | pathlib.Path) -> Judges:
   """Both critics of a finished critics job (`configs/critics.py`)."""
   import json
+
   import ml_collections
-  from ldm_jax.train import critics
+
+  from ldm_jax import critic
+  from ldm_jax.models.critics import embed_fn
   d = pathlib.Path(critics_workdir)
   for name in ("protonet", "simclr"):
     if not (d / name / "config.json").exists():
       raise FileNotFoundError(f"no trained {name} critic in {d}: run configs/critics.py with --workdir={d}")
   size = ml_collections.ConfigDict(json.loads((d / "protonet" / "config.json").read_text())).data.image_size
-  (pm, pv), (sm, sv) = critics.load(d, "protonet"), critics.load(d, "simclr")
-  proto, simclr = critics.embed_fn(pm, True, size), critics.embed_fn(sm, False, size)
+  (pm, pv), (sm, sv) = critic.load(d, "protonet"), critic.load(d, "simclr")
+  proto, simclr = embed_fn(pm, True, size), embed_fn(sm, False, size)
   return Judges(recognizer=lambda x: proto(pv, x), featurizer=lambda x: simclr(sv, x))
 
 

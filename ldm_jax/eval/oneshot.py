@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ldm_jax.data.pipeline import DeviceSplit
+from ldm_jax.distances import sq_distances
 
 
 @functools.partial(jax.jit, static_argnames=("n_way", "episodes"))
@@ -28,7 +29,7 @@ def nearest_exemplar_accuracy(embeddings: jax.Array, split: DeviceSplit, key: ja
     valid = (jnp.arange(m)[None, :] < split.class_sizes[classes][:, None]) & (
         rows != split.exemplar_index[classes][:, None])
     q = embeddings[rows]                                             # [n_way, M, D]
-    d = jnp.sum(jnp.square(q[:, :, None, :] - exemplars[classes][None, None]), -1)  # [n_way, M, n_way]
+    d = sq_distances(q.reshape(-1, q.shape[-1]), exemplars[classes]).reshape(n_way, m, n_way)
     correct = jnp.argmin(d, -1) == jnp.arange(n_way)[:, None]
     return jnp.sum(correct & valid) / jnp.sum(valid)
 
@@ -48,7 +49,7 @@ def exemplar_fidelity(samples: jax.Array, exemplars: jax.Array) -> dict[str, jax
   """
   c, n, _ = samples.shape
   s = samples.reshape(c * n, -1)
-  d = jnp.sum(s * s, -1)[:, None] - 2.0 * s @ exemplars.T + jnp.sum(exemplars * exemplars, -1)[None, :]
+  d = sq_distances(s, exemplars)
   own_class = jnp.repeat(jnp.arange(c), n)
   own = d[jnp.arange(c * n), own_class]
   others = jnp.arange(c)[None, :] != own_class[:, None]

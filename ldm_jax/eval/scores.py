@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ldm_jax.distances import sq_distances
+
 
 def feature_scale(features: jax.Array) -> jax.Array:
   """The mean over samples of the per-sample std across feature dimensions (one scalar per model)."""
@@ -46,7 +48,7 @@ def recognizability(sample_embeddings: jax.Array, exemplar_embeddings: jax.Array
     others = others + (others >= cls)                         # skip the query class itself
     support = exemplar_embeddings[jnp.concatenate([cls[None], others])]      # [N, D], own class first
     q = sample_embeddings[cls]                                                # [n, D]
-    d = jnp.sum(q * q, -1)[:, None] - 2.0 * q @ support.T + jnp.sum(support * support, -1)[None, :]
+    d = sq_distances(q, support)                                              # exact near the exemplar
     return jnp.argmin(d, axis=-1) == 0
 
   keys = jax.random.split(key, c * tasks_per_class).reshape(c, tasks_per_class, -1)

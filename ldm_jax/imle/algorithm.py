@@ -15,11 +15,14 @@ re-assigned point's threshold becomes `tau_decay` × its new distance.
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 from typing import Any, Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ldm_jax.imle import search
@@ -121,3 +124,26 @@ def fit(state: ImleState, outer_step, data: jax.Array, data_embedded: jax.Array,
     if history:
       selections.append(state.latents)
   return state, records, (jnp.stack(selections) if history else None)
+
+
+def fit_members(vstep, states, data: tuple, epsilons, iterations: range, ckpt,
+                checkpoint_every: int, metrics_path: pathlib.Path, base_key: jax.Array):
+  """The host loop of a vmapped ε sweep (IMLE and RS-IMLE as members): one program call per outer iteration with
+  keys fixed by (iteration, member), so a resumed run repeats an uninterrupted one; a metrics line per member,
+  a checkpoint every `checkpoint_every` iterations and at the last, a stop on a non-finite loss."""
+  eps = jnp.asarray(epsilons, jnp.float32)
+  members = jnp.arange(len(epsilons))
+  with open(metrics_path, "a") as f:
+    for it in iterations:
+      keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
+      states, metrics = vstep(states, *data, keys, eps)
+      metrics = jax.device_get(metrics)
+      if not np.all(np.isfinite(metrics["loss"])):
+        raise FloatingPointError(f"non-finite IMLE loss at iteration {it + 1}: {metrics['loss']}")
+      for m, epsilon in enumerate(epsilons):
+        f.write(json.dumps({"iteration": it + 1, "epsilon": epsilon,
+                            **{name: float(v[m]) for name, v in metrics.items()}}) + "\n")
+      if (it + 1) % checkpoint_every == 0 or it + 1 == iterations.stop:
+        ckpt.save(it + 1, states)
+  ckpt.wait()
+  return states

@@ -20,7 +20,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from ldm_jax.distances import sq_distances_matmul
 
 NO_SAMPLE = -1
 
@@ -46,11 +49,6 @@ def _tiles(x: jax.Array, tile: int) -> tuple[jax.Array, jax.Array]:
   return xs, valid
 
 
-def _sq_dist(a: jax.Array, b: jax.Array) -> jax.Array:
-  d = jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :] - 2.0 * jnp.matmul(a, b.T, precision="highest")
-  return jnp.maximum(d, 0.0)
-
-
 def rejected_mask(data: jax.Array, pool: jax.Array, epsilon, tile_n: int = 1024, tile_m: int = 4096) -> jax.Array:
   """[m] bool: pool samples within ε (Euclidean) of any data point."""
   d_tiles, d_valid = _tiles(data, min(tile_n, data.shape[0]))
@@ -60,7 +58,7 @@ def rejected_mask(data: jax.Array, pool: jax.Array, epsilon, tile_n: int = 1024,
   def pool_tile(p):
     def data_tile(hit, dv):
       d, valid = dv
-      close = (_sq_dist(d, p) < eps2) & valid[:, None]
+      close = (sq_distances_matmul(d, p) < eps2) & valid[:, None]
       return hit | jnp.any(close, axis=0), None
     hit, _ = jax.lax.scan(data_tile, jnp.zeros(p.shape[0], bool), (d_tiles, d_valid))
     return hit
@@ -82,7 +80,7 @@ def masked_nearest(data: jax.Array, pool: jax.Array, usable: jax.Array, tile_n: 
     def pool_tile(best, tile):
       best_d, best_i = best
       p, ok, start = tile
-      dist = jnp.where(ok[None, :], _sq_dist(d, p), jnp.inf)
+      dist = jnp.where(ok[None, :], sq_distances_matmul(d, p), jnp.inf)
       i = jnp.argmin(dist, axis=1)
       di = jnp.take_along_axis(dist, i[:, None], 1)[:, 0]
       better = di < best_d                                  # strict: an earlier tile keeps a tie
@@ -108,7 +106,7 @@ def fused_rejection_nearest(data: jax.Array, pool: jax.Array, epsilon, tile_m: i
   def pool_tile(best, tile):
     best_d, best_i = best
     p, valid, start = tile
-    dist = _sq_dist(data, p)
+    dist = sq_distances_matmul(data, p)
     rejected = jnp.any(dist < eps2, axis=0)
     dist = jnp.where((valid & ~rejected)[None, :], dist, jnp.inf)
     i = jnp.argmin(dist, axis=1)

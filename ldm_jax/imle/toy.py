@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ldm_jax.distances import sq_distances
 from ldm_jax.imle import algorithm, generator
 
 
@@ -33,6 +34,6 @@ def train_toy(epsilon: float, iterations: int = 300, seed: int = 0, test_latents
   z = np.asarray(jax.random.normal(jax.random.PRNGKey(99), (test_latents, 2)))
   trained_on = np.asarray(selections[-100:]).reshape(-1, 2)
   samples = np.asarray(gen(state.params, jnp.asarray(z)))
-  return {"coverage_gap": float(np.sqrt(((z[:, None] - trained_on[None]) ** 2).sum(-1)).min(1).mean()),
-          "off_data": float(np.sqrt(((samples[:, None] - np.asarray(data)[None]) ** 2).sum(-1)).min(1).mean()),
+  nearest = lambda a, b: float(np.sqrt(np.asarray(sq_distances(jnp.asarray(a), jnp.asarray(b)))).min(1).mean())
+  return {"coverage_gap": nearest(z, trained_on), "off_data": nearest(samples, data),
           "records": records, "data": np.asarray(data), "samples": samples, "trained_on": trained_on}

@@ -17,6 +17,21 @@ IMPLS = ("xla", "s2d", "matmul", "vjp")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
+def resolve_conv_impl(impl: str) -> str:
+  """'auto' picks the measured winner per backend (experiments/BENCHMARKS.md): im2col matmuls on a CPU, whose
+  convolutions run slowly inside loops, space-to-depth convolutions elsewhere."""
+  if impl != "auto":
+    return impl
+  return "matmul" if jax.default_backend() == "cpu" else "s2d"
+
+
+# Paper-vs-code switches; a stored config without the key was trained before the switch existed, i.e. with what
+# is here the authors' code's variant (MLP projectors, NT-Xent, standardised Barlow) and an online SimCLR encoder.
+_BEFORE_SWITCHES = {"prototype_projector": "mlp", "barlow_projector": "mlp", "simclr_head": "linear",
+                    "simclr_loss": "nt_xent", "simclr_target": "online", "simclr_ema_momentum": 0.99,
+                    "barlow_similarity": "standardized"}
+
+
 def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=_DN)
 

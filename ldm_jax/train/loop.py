@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from ldm_jax import checkpoint, config_checks, distributed, sharding
+from ldm_jax import checkpoint, distributed, sharding
 from ldm_jax.data import pipeline
 from ldm_jax.train import sweep, tensorboard
 
@@ -107,7 +107,6 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
     ConfigMismatchError: resuming from a checkpoint of another config.
     FloatingPointError: every member of the sweep produced only non-finite losses in an epoch.
   """
-  config_checks.validate(config)   # the entry point checked it already; library callers get the same errors
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   tc = config.train

@@ -16,7 +16,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import checkpoint, data as data_lib
+from ldm_jax import checkpoint
+from ldm_jax import data as data_lib
 from ldm_jax.data.sketches import load_sketches
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.sketch import fewshot, latent

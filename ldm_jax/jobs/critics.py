@@ -7,7 +7,8 @@
 * `simclr` (originality): NT-Xent (τ = 0.5) between two augmented views (τ_A/τ_B of A.2.3) on the 128-d
   projection; the originality features are the 256-d features before it.
 
-Each critic trains with the generic sweep trainer (one member) in `<workdir>/<critic>` and loads with `load`.
+Each critic trains with the generic sweep trainer (one member) in `<workdir>/<critic>` and loads as a library
+object (`ldm_jax.critic.load`).
 """
 
 from __future__ import annotations
@@ -20,23 +21,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from ldm_jax import augment, distributed, regularizers as R
+from ldm_jax import augment, distributed
+from ldm_jax import data as data_lib
+from ldm_jax import regularizers as R
+from ldm_jax.critic import build_model, load, make_optimizer
 from ldm_jax.data import pipeline
-from ldm_jax.models.critics import build_critic, critic_input, embed_fn
-from ldm_jax.train import loop, rae as rae_job
+from ldm_jax.models.critics import critic_input, embed_fn
+from ldm_jax.train import loop
 
 log = logging.getLogger(__name__)
-CRITICS = {"protonet": "metric", "simclr": "projection"}
-
-
-def build_model(cfg, critic: str):
-  return build_critic(cfg.critics.arch[critic], CRITICS[critic], rae_job.resolve_conv_impl(cfg.critics.conv_impl))
-
-
-def make_optimizer(cfg) -> optax.GradientTransformation:
-  return optax.adam(cfg.train.lr)
 
 
 def make_loss_fn(model, cfg, critic: str):
@@ -78,37 +72,11 @@ def train_one(cfg, critic: str, train: dict, workdir: pathlib.Path, resume: bool
   distributed.write_text(workdir / "critic.json", json.dumps({"critic": critic, "steps_per_epoch": spe}))
 
 
-def load(workdir: str | pathlib.Path, critic: str):
-  """(model, variables) of a trained critic, alone."""
-  d = pathlib.Path(workdir) / critic
-  cfg = ml_collections.ConfigDict(json.loads((d / "config.json").read_text()))
-  model = build_model(cfg, critic)
-  size = cfg.data.image_size
-  init_fn = lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False)
-  (variables,) = loop.restore_member_variables(d, cfg.to_dict(), init_fn, make_optimizer(cfg), 1, cfg.seed)
-  return model, variables
-
-
-
-
-def differentiable_features(model, variables, size: int):
-  """(images [N, H, W] floats in [0, 1]) → features [N, 256], differentiable: `critic_input` without the final
-  binarisation (whose gradient is zero), for feature-space training losses (e.g. IMLE's d in place of LPIPS)."""
-
-  def features(images):
-    x = jax.image.resize(images[..., None], (images.shape[0], size, size, 1), "bilinear")
-    lo = jnp.min(x, axis=(1, 2, 3), keepdims=True)
-    x = (x - lo) / jnp.maximum(jnp.max(x, axis=(1, 2, 3), keepdims=True) - lo, 1e-6)
-    return model.apply(variables, x, False)[0]
-
-  return features
-
-
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict:
   from ldm_jax.eval import scores
   out = pathlib.Path(workdir)
-  train = rae_job.load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
-  test = rae_job.load_split(cfg, cfg.data.eval_split)
+  train = data_lib.load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
+  test = data_lib.load_split(cfg, cfg.data.eval_split)
   summary = {}
   for critic in cfg.critics.train:
     train_one(cfg, critic, train, out / critic, resume)

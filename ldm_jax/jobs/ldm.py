@@ -21,11 +21,14 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import diffusion, distributed, ldm as ldm_lib
+from ldm_jax import data as data_lib
+from ldm_jax import diffusion, distributed
+from ldm_jax import ldm as ldm_lib
+from ldm_jax import rae as rae_job
 from ldm_jax.data import pipeline
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.eval.oneshot import exemplar_fidelity
-from ldm_jax.train import loop, precision, rae as rae_job, tensorboard
+from ldm_jax.train import loop, precision, tensorboard
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +151,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     raise ValueError(f"ldm.space must be one of {ldm_lib.SPACES}, got {space!r}")
   if space == "latent" and not cfg.ldm.rae_workdir:
     raise ValueError("ldm.rae_workdir is required in latent space: the workdir of a trained RAE sweep")
-  train = rae_job.load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
-  test = rae_job.load_split(cfg, cfg.data.eval_split)
+  train = data_lib.load_split(cfg, cfg.data.split, cfg.data.max_train_examples)
+  test = data_lib.load_split(cfg, cfg.data.eval_split)
   rae = None
   if space == "latent":
     data, members, rae = _latent_data(cfg, train)

@@ -15,7 +15,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import checkpoint, data as data_lib
+from ldm_jax import checkpoint
+from ldm_jax import data as data_lib
 from ldm_jax.eval import distribution
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, generator, search
@@ -63,11 +64,11 @@ def make_loss(feature_weight: float, critics_workdir: str):
     return mse
   if not critics_workdir:
     raise ValueError("imle.feature_weight > 0 needs trained critics: set eval.critics_workdir")
-  from ldm_jax.train import critics
-  model, variables = critics.load(critics_workdir, "simclr")
+  from ldm_jax import critic
+  model, variables = critic.load(critics_workdir, "simclr")
   size = ml_collections.ConfigDict(json.loads((pathlib.Path(critics_workdir) / "simclr" / "config.json")
                                               .read_text())).data.image_size
-  features = critics.differentiable_features(model, variables, size)
+  features = critic.differentiable_features(model, variables, size)
   to_unit = lambda x: (x + 1.0) / 2.0
   return lambda x, y: mse(x, y) + feature_weight * jnp.mean((features(to_unit(x)) - features(to_unit(y))) ** 2, -1)
 
@@ -88,27 +89,6 @@ def _programs(generator_name: str, settings: algorithm.ImleSettings, optimizer: 
   return model, tx, jax.jit(embed), vstep, jax.jit(gen)
 
 
-def fit_members(vstep, states, data: tuple, epsilons, iterations: range, ckpt: checkpoint.Checkpointer,
-                checkpoint_every: int, metrics_path: pathlib.Path, base_key: jax.Array):
-  """The host loop of a vmapped ε sweep (IMLE and RS-IMLE as members): one program call per outer iteration with
-  keys fixed by (iteration, member), so a resumed run repeats an uninterrupted one; a metrics line per member,
-  a checkpoint every `checkpoint_every` iterations and at the last, a stop on a non-finite loss."""
-  eps = jnp.asarray(epsilons, jnp.float32)
-  members = jnp.arange(len(epsilons))
-  with open(metrics_path, "a") as f:
-    for it in iterations:
-      keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
-      states, metrics = vstep(states, *data, keys, eps)
-      metrics = jax.device_get(metrics)
-      if not np.all(np.isfinite(metrics["loss"])):
-        raise FloatingPointError(f"non-finite IMLE loss at iteration {it + 1}: {metrics['loss']}")
-      for m, epsilon in enumerate(epsilons):
-        f.write(json.dumps({"iteration": it + 1, "epsilon": epsilon,
-                            **{name: float(v[m]) for name, v in metrics.items()}}) + "\n")
-      if (it + 1) % checkpoint_every == 0 or it + 1 == iterations.stop:
-        ckpt.save(it + 1, states)
-  ckpt.wait()
-  return states
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict:
@@ -137,7 +117,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   states, start = ckpt.restore_or_start(states, resume, tc.iterations, "train.iterations")
   x = jnp.asarray(images)
   x_emb = embed(x)
-  states = fit_members(vstep, states, (x, x_emb), ic.epsilons, range(start, tc.iterations), ckpt,
+  states = algorithm.fit_members(vstep, states, (x, x_emb), ic.epsilons, range(start, tc.iterations), ckpt,
                        tc.checkpoint_every_iterations, out / "metrics.jsonl", jax.random.PRNGKey(cfg.seed + 2))
 
   space, features = feature_fn(cfg)

@@ -19,10 +19,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from ldm_jax import data as data_lib
+from ldm_jax import rae
 from ldm_jax.eval.figures import write_grid
+from ldm_jax.jobs import critics, evaluate, ldm
+from ldm_jax.jobs import rae as rae_job
 from ldm_jax.models.rae import RAE, decode_latents, encode_latents
-from ldm_jax.eval import evaluate
-from ldm_jax.train import critics, ldm, rae
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,8 @@ def _run_stage(fn, cfg, workdir: pathlib.Path, resume: bool):
 
 def train_and_evaluate(cfg, workdir: str, resume: bool = False):
   out = pathlib.Path(workdir)
-  rae_summary = _run_stage(rae.train_and_evaluate, cfg.rae_job, out / "rae", resume)
-  test = rae.load_split(cfg.rae_job, cfg.rae_job.data.eval_split)
+  rae_summary = _run_stage(rae_job.train_and_evaluate, cfg.rae_job, out / "rae", resume)
+  test = data_lib.load_split(cfg.rae_job, cfg.rae_job.data.eval_split)
   exemplars = test["images"][test["exemplar_index"][: cfg.demo.grid_classes]]
   rows, labels = [exemplars / 255.0], ["exemplar"]
   _, models, variables, members, _ = rae.load_sweep(out / "rae")

@@ -24,10 +24,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from ldm_jax import ldm as ldm_lib, manifest
+from ldm_jax import data as data_lib
+from ldm_jax import ldm as ldm_lib
+from ldm_jax import manifest
 from ldm_jax.eval import figures, importance, judge, scores
 from ldm_jax.models.rae import REGULARIZERS
-from ldm_jax.train import rae as rae_job
+
+pass
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +270,7 @@ def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, An
   overlays (5a) and the bar plot (5b)."""
   ic = cfg.importance
   dc = cfg.data
-  click = rae_job.load_split(ml_collections.ConfigDict({"data": {**dc.to_dict(), "name": "clickme"}}), "all")
+  click = data_lib.load_split(ml_collections.ConfigDict({"data": {**dc.to_dict(), "name": "clickme"}}), "all")
   labels = np.asarray(click["labels"])
   keep = np.flatnonzero(labels < ic.categories) if ic.categories else np.arange(len(labels))
   labels = labels[keep]
@@ -328,7 +331,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     judges = judge.load_judges(ec.critics_workdir)
     critics_used = {"kind": "ldm_jax", "workdir": str(ec.critics_workdir)}
   models = discover_models(ec.ldm_workdirs)
-  test = rae_job.load_split(cfg, cfg.data.eval_split)
+  test = data_lib.load_split(cfg, cfg.data.eval_split)
   human_images, exemplars = judge.human_set(test, ec.human_per_class, ec.max_classes)
   key = jax.random.PRNGKey(ec.seed)
   score = lambda images, ex: judge.score_set(judges, images, ex, key, ec.n_way, ec.tasks_per_class, ec.bins)

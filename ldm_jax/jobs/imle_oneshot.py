@@ -17,12 +17,12 @@ import numpy as np
 import optax
 
 from ldm_jax import checkpoint
+from ldm_jax import data as data_lib
+from ldm_jax import rae as rae_job
 from ldm_jax.eval import scores
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, conditional
-from ldm_jax.imle.job import fit_members
 from ldm_jax.models.rae import RAE, decode_latents
-from ldm_jax.train import rae as rae_job
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                      f"(0..{len(members) - 1})")
   variables, rae_model = rae_vars[ic.rae_member], rae_models[ic.rae_member]
   encode, decode = rae_job.encode_fn(rae_model), _decode_fn(rae_model)
-  train = rae_job.load_split(rae_cfg, rae_cfg.data.split, cfg.data.max_train_examples)
+  train = data_lib.load_split(rae_cfg, rae_cfg.data.split, cfg.data.max_train_examples)
   z_train = np.asarray(encode(variables, jnp.asarray(train["images"]), jax.random.PRNGKey(cfg.seed)))
   mean, std = float(z_train.mean()), float(z_train.std())
   data, exemplars = class_table(train, (z_train - mean) / std)
@@ -83,11 +83,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   states = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(cfg.seed), k))
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
   states, start = ckpt.restore_or_start(states, resume, tc.iterations, "train.iterations")
-  states = fit_members(vstep, states, (jnp.asarray(data), jnp.asarray(exemplars)), ic.epsilons,
+  states = algorithm.fit_members(vstep, states, (jnp.asarray(data), jnp.asarray(exemplars)), ic.epsilons,
                        range(start, tc.iterations), ckpt, tc.checkpoint_every_iterations, out / "metrics.jsonl",
                        jax.random.PRNGKey(cfg.seed + 1))
 
-  test = rae_job.load_split(rae_cfg, rae_cfg.data.eval_split)
+  test = data_lib.load_split(rae_cfg, rae_cfg.data.eval_split)
   classes = min(ec.classes, len(test["exemplar_index"]))
   ex_images = test["images"][test["exemplar_index"][:classes]]
   e_test = (np.asarray(encode(variables, jnp.asarray(ex_images), jax.random.PRNGKey(cfg.seed + 1))) - mean) / std
