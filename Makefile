@@ -7,7 +7,7 @@ SHARED_DATA := $(abspath ../shared/data)
 export LDM_JAX_DATA_DIR ?= $(if $(wildcard $(SHARED_DATA)),$(SHARED_DATA),$(HOME)/.cache/ldm_jax)
 WORKDIR ?= runs/demo
 
-.PHONY: venv demo test test-slow bench-quick clean
+.PHONY: venv demo test lint test-slow bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,11 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m ldm_jax.main --config=configs/demo.py --workdir=$(WORKDIR) $(if $(wildcard $(WORKDIR)/rae/checkpoints),--resume,)
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+lint: venv
+	$(PY) -m ruff check ldm_jax tests experiments configs
 
 test-slow: venv
 	$(PY) -m pytest -q -m slow

@@ -4,9 +4,10 @@
     python -m ldm_jax.main --config=configs/rae.py:omniglot --workdir=runs/rae_kl \
         --config.rae.regularizers='("kl",)' --config.sweep.regularizer=kl --config.sweep.betas='(1e-4,1e-3,1e-2)'
 
-Arg: a dataset (`omniglot`, `quickdraw` (QuickDraw-FS settings: d = 128, 200 epochs, no lr decay)), `tiny` for a seconds-long smoke run (tests), `reg=<regularizer>` to
-sweep one regularizer over the paper's A.5 range, `variant=code` for the authors' released code where it differs
-from the paper (projectors, SimCLR loss/head/EMA target, Barlow centring; configs/common.py: AUTHORS_CODE).
+Arg: a dataset (`omniglot`, `quickdraw` (QuickDraw-FS settings: d = 128, 200 epochs, no lr decay)), `tiny` for a
+seconds-long smoke run (tests), `reg=<regularizer>` to sweep one regularizer over the paper's A.5 range, `variant=code`
+for the authors' released code where it differs from the paper
+(projectors, SimCLR loss/head/EMA target, Barlow centring; configs/common.py: AUTHORS_CODE).
 """
 
 import ml_collections

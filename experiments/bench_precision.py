@@ -74,7 +74,8 @@ def ldm_epoch(dtype, train, k, batch, unet):
   imgs = np.asarray(train["images"], np.float32).reshape(-1, 8, 6, 8, 6).mean((2, 4)).reshape(-1, d)
   z = (imgs - imgs.mean()) / imgs.std()
   tile = lambda a: jnp.tile(jnp.asarray(a)[None], (k,) + (1,) * np.ndim(a))
-  data = pipeline.LatentSplit(latents=tile(z), labels=tile(train["labels"]), exemplar_index=tile(train["exemplar_index"]))
+  data = pipeline.LatentSplit(latents=tile(z), labels=tile(train["labels"]),
+                              exemplar_index=tile(train["exemplar_index"]))
   fn = sweep.make_epoch_fn(ldm_job.make_loss_fn(denoiser, cfg, "latent"), tx, batch, None, "vmap", member_data=True)
   return fn, sweep.init_sweep(init_fn, tx, sweep.member_keys(0, k)), {"member": jnp.arange(k)}, data
 

@@ -1,6 +1,7 @@
 """Redraw an evaluation's figures (Fig. 3, 4, A.4–A.9, 5b) from a scores.json, e.g. committed results:
 
-    python experiments/replot_figures.py experiments/results/study_tiny_cpu/scores.json experiments/figures/study_tiny_cpu
+    python experiments/replot_figures.py experiments/results/study_tiny_cpu/scores.json \
+        experiments/figures/study_tiny_cpu
 """
 
 import sys

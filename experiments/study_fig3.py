@@ -2,7 +2,7 @@
 combination and the pixel-space baseline, through RAE → latent DDPM per RAE → critics → evaluation (Fig. 2/3/4,
 A.4–A.9), then one table ranking every model by its distance to the human point (`<root>/<dataset>/study.md`).
 
-    python experiments/study_fig3.py --scale cpu --root runs/fig3_cpu            # ≤ 2 h on 2 cores (experiments/BENCHMARKS.md)
+    python experiments/study_fig3.py --scale cpu --root runs/fig3_cpu            # ≤ 2 h on 2 cores (BENCHMARKS.md)
     python experiments/study_fig3.py --scale paper --root runs/fig3 --dry-run    # grid + measured device-hours
     python experiments/study_fig3.py --scale paper --root runs/fig3 --hosts 8 --host $SLURM_PROCID
     python experiments/study_fig3.py --scale cpu --tiny --root /tmp/fig3         # minutes (the slow test)
@@ -181,7 +181,8 @@ def write_report(root: pathlib.Path, dataset: str) -> pathlib.Path | None:
     lines.append("| " + " | ".join([
         str(i), r["name"] + (" (closest)" if r.get("closest") else "") + (" (DIVERGED)" if r.get("diverged") else ""),
         "(pixel space)" if r["kind"] == "pixel" else r["regularizer"] or "", _cell(r["beta"], "{:g}"),
-        _cell(r.get("rae_oneshot_accuracy")), _cell(r.get("rae_nonfinite_steps")), _cell(r.get("denoising_loss"), "{:.4f}"),
+        _cell(r.get("rae_oneshot_accuracy")), _cell(r.get("rae_nonfinite_steps")),
+        _cell(r.get("denoising_loss"), "{:.4f}"),
         _cell(r.get("ldm_nonfinite_steps")), _cell(r["originality"]), _cell(r["originality_norm"]),
         _cell(r["recognizability"]), _cell(r["distance_to_human"])]) + " |")
   closest = [r for r in rows if r.get("closest")]

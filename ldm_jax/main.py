@@ -83,7 +83,8 @@ def main(argv):
   del argv
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
   logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every file it writes through absl
-  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'" on every start
+  # "Unable to initialize backend 'tpu'" on every start
+  logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
   from ldm_jax import checkpoint, distributed, manifest
   from ldm_jax import workdir as workdir_lib
   distributed.initialize()  # a no-op unless the environment names a cluster (multi-host runs)

@@ -68,7 +68,8 @@ def _min_forward(points, penalty, size: int, chunk: int):
     better = dmin < best
     return (jnp.where(better, dmin, best), jnp.where(better, (local + c * chunk).astype(arg.dtype), arg)), None
 
-  init = (jnp.full((batch, size * size), jnp.inf, jnp.result_type(points.dtype, jnp.float32)), jnp.zeros((batch, size * size), jnp.int32))
+  init = (jnp.full((batch, size * size), jnp.inf, jnp.result_type(points.dtype, jnp.float32)),
+          jnp.zeros((batch, size * size), jnp.int32))
   (best, arg), _ = jax.lax.scan(body, init, jnp.arange(n_chunks))
   return best, arg
 

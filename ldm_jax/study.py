@@ -242,7 +242,8 @@ def parser(description: str) -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=description)
   p.add_argument("--root", required=True, help="study directory: one workdir per run under it")
   p.add_argument("--dry-run", action="store_true", help="print the grid and its device-hours; train nothing")
-  p.add_argument("--step-seconds", type=float, default=None, help="dry run: seconds per training step per model; measure nothing")
+  p.add_argument("--step-seconds", type=float, default=None,
+                 help="dry run: seconds per training step per model; measure nothing")
   p.add_argument("--hosts", type=int, default=int(os.environ.get("SLURM_ARRAY_TASK_COUNT", 1)),
                  help="split independent runs over this many hosts")
   p.add_argument("--host", type=int, default=int(os.environ.get("SLURM_ARRAY_TASK_ID", 0)))

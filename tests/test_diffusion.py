@@ -64,7 +64,8 @@ def test_q_sample_and_predict_x0_round_trip():
   xt = diffusion.q_sample(s, x0, t, eps)
   np.testing.assert_allclose(diffusion.predict_x0(s, xt, t, eps), x0, atol=2e-4)
   # the marginal variance is preserved for unit-variance data
-  big = diffusion.q_sample(s, jax.random.normal(k1, (20000, 4)), jnp.full((20000,), 700), jax.random.normal(k2, (20000, 4)))
+  big = diffusion.q_sample(s, jax.random.normal(k1, (20000, 4)), jnp.full((20000,), 700),
+                          jax.random.normal(k2, (20000, 4)))
   assert abs(float(big.var()) - 1.0) < 0.03
 
 
@@ -134,7 +135,8 @@ def _reference_ddpm(eps_fn, params, s, cond, key):
     eps = eps_fn(params, x, cond, jnp.full((cond.shape[0],), t))
     x = (x - s.betas[t] / jnp.sqrt(1 - s.alpha_bars[t]) * eps) / jnp.sqrt(s.alphas[t])
     if t > 0:
-      x = x + jnp.sqrt(s.posterior_variance[t]) * jax.random.normal(jax.random.fold_in(jax.random.split(key)[1], t), x.shape)
+      noise = jax.random.normal(jax.random.fold_in(jax.random.split(key)[1], t), x.shape)
+      x = x + jnp.sqrt(s.posterior_variance[t]) * noise
   return x
 
 

@@ -145,7 +145,8 @@ def test_latents_are_the_ones_the_decoder_was_trained_on(omniglot_test):
   cond = np.asarray(ldm_lib.encode(model, images, key))
   want = np.asarray(encode_latents(both, v, images, key))
   # (z − 0.1) / 2 · 2 + 0.1: three float32 roundings of values ≤ max|z| + 0.1
-  np.testing.assert_allclose(cond * 2.0 + 0.1, want, atol=3 * float(np.finfo(np.float32).eps) * (np.abs(want).max() + 0.1))
+  tol = 3 * float(np.finfo(np.float32).eps) * (np.abs(want).max() + 0.1)
+  np.testing.assert_allclose(cond * 2.0 + 0.1, want, atol=tol)
   out = ldm_lib.generate(model, images[:3], 2, key)
   codes = out["codes"].reshape(6, 16) * 2.0 + 0.1
   np.testing.assert_array_equal(out["images"].reshape(6, 48, 48), decode_latents(both, v, jnp.asarray(codes)))

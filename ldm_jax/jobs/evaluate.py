@@ -6,7 +6,8 @@ Inputs (config `evaluate`): LDM job workdirs (every model exported under `<dir>/
 space) and/or npz files holding `images` [C, n, H, W] and `exemplars` [C, H, W]; a critics workdir. Samples are
 generated for the first `max_classes` test exemplars and cached in `<workdir>/samples/<name>.npz`, so a resumed
 run only scores. Outputs in the workdir: `scores.json`, `table.md`, `originality_recognizability.png`,
-`samples_<name>.png`, `samples_by_regularizer.png` (Fig. 2), and with `importance.enabled` also `importance.json` and `importance_maps.png`.
+`samples_<name>.png`, `samples_by_regularizer.png` (Fig. 2), and with `importance.enabled` also `importance.json`
+and `importance_maps.png`.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def assign_curves(models: list[dict]) -> list[dict]:
   """Each latent model's curve (`regularizer`) and its swept `beta`, from the full β vectors of all models.
 
   Models with the same active set form a group; the regularizer whose β takes the most values within the group is
-  the swept one (Fig. 4: the prototype β beside a fixed KL/VQ/SimCLR/Barlow β). A curve is the set of models that differ only in
-  the swept β, so two sweeps with different fixed partners are two curves, labelled with the partner's β.
+  the swept one (Fig. 4: the prototype β beside a fixed KL/VQ/SimCLR/Barlow β). A curve is the set of models that
+  differ only in the swept β, so two sweeps with different fixed partners are two curves, labelled with the partner's β.
   """
   groups: dict[tuple, list[dict]] = {}
   for m in models:

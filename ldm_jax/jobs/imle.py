@@ -103,7 +103,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   if probe.shape[1] != cfg.data.image_size:
     raise ValueError(f"generator {ic.generator!r} draws {probe.shape[1]}px images; the data are "
                      f"{cfg.data.image_size}px")
-  settings = algorithm.ImleSettings(pool_factor=ic.pool_factor, inner_steps=ic.inner_steps or max(n // ic.batch_size, 1),
+  settings = algorithm.ImleSettings(pool_factor=ic.pool_factor,
+                                    inner_steps=ic.inner_steps or max(n // ic.batch_size, 1),
                                     batch_size=ic.batch_size, latent_noise=ic.latent_noise, adaptive=ic.adaptive)
   model, tx, embed, vstep, gen = _programs(ic.generator, settings, (tc.lr, tc.b1, tc.b2, tc.weight_decay),
                                            int(images[0].size), ic.projection_dim, cfg.seed + 1,

@@ -54,8 +54,8 @@ def _check_layout(storage: np.ndarray, offset, size, stride) -> tuple[int, tuple
     return offset, size, stride
   extent = offset + sum((sz - 1) * st for sz, st in zip(size, stride)) + 1
   if extent > n or math.prod(size) > n:
-    raise TorchFileError(f"tensor of size {size}, stride {stride} and offset {offset} needs {max(extent, math.prod(size))} "
-                         f"elements; its storage holds {n} (corrupt or hostile file)")
+    raise TorchFileError(f"tensor of size {size}, stride {stride} and offset {offset} needs "
+                         f"{max(extent, math.prod(size))} elements; its storage holds {n} (corrupt or hostile file)")
   return offset, size, stride
 
 

@@ -30,7 +30,8 @@ class MetricsWriter:
   def __init__(self, path: pathlib.Path, truncate_after_epoch: int | None = None):
     self.path = path
     self.enabled = distributed.is_primary()  # one writer in a multi-host run
-    if self.enabled and truncate_after_epoch is not None and path.exists():  # drop lines a killed run wrote after its checkpoint
+    # drop lines a killed run wrote after its checkpoint
+    if self.enabled and truncate_after_epoch is not None and path.exists():
       keep = [line for line in path.read_text().splitlines()
               if line.strip() and json.loads(line).get("epoch", 0) <= truncate_after_epoch]
       path.write_text("".join(line + "\n" for line in keep))
@@ -162,8 +163,8 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
       if record["nonfinite_steps"] >= steps:
         diverged.append(i)
     if log_every and (epoch % log_every == 0 or epoch == tc.epochs) and distributed.is_primary():
-      log.info("%s", progress_line(desc, epoch, tc.epochs, [r.get("loss") for r in records], steps * tc.batch_size * k / seconds[-1],
-                                   eta_seconds(seconds, tc.epochs - epoch)))
+      log.info("%s", progress_line(desc, epoch, tc.epochs, [r.get("loss") for r in records],
+                                   steps * tc.batch_size * k / seconds[-1], eta_seconds(seconds, tc.epochs - epoch)))
     if epoch % every == 0 or epoch == tc.epochs:
       ckpt.save(epoch, states, {"members": members, **(meta or {})})
     if len(diverged) == k:
