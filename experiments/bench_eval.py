@@ -14,16 +14,12 @@ Critic and model weights are random: timing does not depend on them.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchlib import emit, seconds_per_call
 
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import data, diffusion
 from ldm_jax.eval import importance, judge
 from ldm_jax.models.critics import build_critic, embed_fn

@@ -10,18 +10,14 @@ one compiled single-model epoch run K times (baseline).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchlib import emit
 
 from configs import ldm as ldm_config
-from experiments.benchlib import emit
 from ldm_jax import data as data_lib
 from ldm_jax import rae as rae_job
 from ldm_jax.data import pipeline

@@ -12,17 +12,13 @@ distance block it holds) vs the baseline's n × m matrix; on a GPU also the allo
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchlib import emit, seconds_per_call
 
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax.imle import search
 
 

@@ -10,17 +10,13 @@ The candidate samples inside one jitted `lax.scan` (as a training epoch does); t
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchlib import emit, seconds_per_call
 
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import data
 from ldm_jax.data import pipeline
 

@@ -8,18 +8,14 @@ fraction of the chip's dense peak where it is known).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from benchlib import emit, seconds_per_call
 
 from configs import ldm as ldm_config
 from configs import rae as rae_config
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import data as data_lib
 from ldm_jax import ldm as ldm_lib
 from ldm_jax import rae

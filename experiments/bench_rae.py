@@ -19,12 +19,10 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import jax
+from benchlib import emit, seconds_per_call
 
 from configs import rae as rae_config
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import data as data_lib
 from ldm_jax import rae
 from ldm_jax.data import pipeline
@@ -89,8 +87,7 @@ def torch_throughput(train, batch: int, repeats: int) -> float | None:
   import time
 
   import numpy as np
-
-  from experiments.torch_rae import TorchRAE, make_step
+  from torch_rae import TorchRAE, make_step
   torch.set_num_threads(torch_threads())
   torch.manual_seed(0)
   images = torch.from_numpy(np.asarray(train["images"], np.float32)[:, None] / 255.0)

@@ -11,16 +11,12 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
+from benchlib import emit, seconds_per_call
 
 from configs import rae as rae_config
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import data as data_lib
 from ldm_jax import rae
 from ldm_jax.data import pipeline

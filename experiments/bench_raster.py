@@ -10,15 +10,11 @@ real Omniglot strokes. Peak memory: XLA's temporary buffers of each compiled pro
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
+from benchlib import emit, seconds_per_call
 
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import raster
 from ldm_jax.data.sketches import load_sketches
 

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
+from benchlib import emit, seconds_per_call
 
-from experiments.benchlib import emit, seconds_per_call
 from ldm_jax import diffusion, sampling
 from ldm_jax.models.unet1d import build_unet
 

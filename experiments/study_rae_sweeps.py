@@ -6,30 +6,9 @@ the non-regularized RAE.
     python experiments/study_rae_sweeps.py --root runs/study --hosts 4 --host 2 # this host's quarter
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from configs import rae as rae_config
 from ldm_jax import study
 from ldm_jax.models.rae import REGULARIZERS
-
-
-def rae_runs(datasets, regularizers, tiny: bool, betas=None, overrides=()) -> list[study.Run]:
-  """`betas`: {regularizer: β values} (default: the A.5 range, its first two with `tiny`); `overrides`: (key,
-  value) pairs for every run (a study scale's schedule)."""
-  runs = []
-  for ds in datasets:
-    t = ",tiny" if tiny else ""
-    runs.append(study.Run(f"{ds}/rae_none", f"configs/rae.py:{ds}{t}",
-                          (("rae.regularizers", "()"), ("sweep.betas", "()"), *overrides), members=1))
-    for reg in regularizers:
-      values = betas[reg] if betas else rae_config.PAPER_BETAS[reg][:2] if tiny else rae_config.PAPER_BETAS[reg]
-      runs.append(study.Run(f"{ds}/rae_{reg}", f"configs/rae.py:{ds},reg={reg}{t}",
-                            (("sweep.betas", repr(tuple(float(b) for b in values))), *overrides),
-                            members=len(values)))
-  return runs
+from ldm_jax.study.grids import rae_runs
 
 
 def build_runs(args):

@@ -24,16 +24,12 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def _config_file_keys(argv: list[str]) -> tuple[str, set[str]] | None:
   """(the config arg, its flattened keys) loaded straight from the config file named by --config, or None."""
-  import importlib.util
+  from ldm_jax import config_files
   spec_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
   if not spec_arg:
     return None
-  path, _, arg = spec_arg.partition(":")
   try:
-    module_spec = importlib.util.spec_from_file_location("_ldm_jax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    cfg = module.get_config(arg or None)
+    cfg = config_files.load(spec_arg)
   except Exception:  # the flag parser's own error is then the better message
     return None
   from ldm_jax.checkpoint import flatten
@@ -58,7 +54,11 @@ def _flag_error(argv: list[str], error: Exception) -> str:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with any failure (unknown key, wrong type, bad config arg) as one line and exit 2."""
+  """absl's flag parsing, with any failure (unknown key, wrong type, bad config arg) as one line and exit 2.
+  `--config=configs/...` outside a checkout names the installed package's file (`config_files.resolve`)."""
+  from ldm_jax import config_files
+  argv = [f"--config={config_files.resolve(a[len('--config='):])}" if a.startswith("--config=") else a
+          for a in argv]
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # noqa: BLE001  (absl and ml_collections raise many types here)

@@ -107,10 +107,10 @@ def check_study_results(root):
 
   import numpy as np
 
-  from experiments.study_fig3 import spread_betas
   from ldm_jax import data
   from ldm_jax import ldm as ldm_lib
   from ldm_jax.models.rae import REGULARIZERS
+  from ldm_jax.study.fig3 import spread_betas
   exemplars = data.load("omniglot", "paper_test")
   exemplars = exemplars["images"][exemplars["exemplar_index"][:8]]
   summary = json.loads((root / "eval" / "scores.json").read_text())

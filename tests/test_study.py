@@ -15,18 +15,19 @@ import pytest
 from conftest import REPO
 
 from configs import rae as rae_config
-from experiments import study_combinations, study_fig3, study_figures, study_ldm, study_rae_sweeps
 from ldm_jax import study
 from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.study import fig3 as study_fig3
+from ldm_jax.study import grids
 
 ROOT = pathlib.Path("/study")
 
 
 def _paper_grid():
-  raes = study_rae_sweeps.rae_runs(["omniglot", "quickdraw"], REGULARIZERS, tiny=False)
-  combos = study_combinations.combination_runs(["quickdraw"], study_combinations.PARTNERS, tiny=False)
-  ldms = study_ldm.ldm_runs(raes + combos, ROOT, "paper", tiny=False)
-  return raes, combos, ldms, study_figures.eval_runs(ldms, ROOT, tiny=False)
+  raes = grids.rae_runs(["omniglot", "quickdraw"], REGULARIZERS, tiny=False)
+  combos = grids.combination_runs(["quickdraw"], grids.PARTNERS, tiny=False)
+  ldms = grids.ldm_runs(raes + combos, ROOT, "paper", tiny=False)
+  return raes, combos, ldms, grids.eval_runs(ldms, ROOT, tiny=False)
 
 
 def test_grids_cover_the_papers_studies():
@@ -139,7 +140,7 @@ def test_dry_run_prints_the_grid_and_device_hours_from_a_measured_step(tmp_path)
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_a_killed_study_restarted_with_the_same_command_ends_with_the_same_checkpoints(tmp_path):
-  script = [sys.executable, "experiments/study_rae_sweeps.py", "--tiny", "--datasets", "omniglot",
+  script = [sys.executable, "experiments/grids.py", "--tiny", "--datasets", "omniglot",
             "--regularizers", "kl", "--set", "train.epochs=3"]
   run = lambda root: subprocess.run([*script, "--root", str(root)], cwd=REPO, capture_output=True, text=True,
                                     timeout=1800)
@@ -154,7 +155,7 @@ def test_a_killed_study_restarted_with_the_same_command_ends_with_the_same_check
     time.sleep(0.5)
   os.killpg(proc.pid, signal.SIGKILL)
   proc.wait()
-  first = study_rae_sweeps.rae_runs(["omniglot"], ["kl"], tiny=True)[1]
+  first = grids.rae_runs(["omniglot"], ["kl"], tiny=True)[1]
   assert study.state(tmp_path / "cut", first).startswith("checkpoint")
   again = run(tmp_path / "cut")
   assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]

@@ -20,7 +20,6 @@ import argparse
 import ast
 import dataclasses
 import functools
-import importlib.util
 import json
 import os
 import pathlib
@@ -31,7 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from ldm_jax import config_files
+
 PROBE_STEPS = 4
 
 
@@ -58,13 +58,7 @@ def _coerce(old, value: str):
 
 def load_config(run: Run, extra: Sequence[tuple[str, str]] = ()):
   """The run's ConfigDict with its overrides (then `extra`) applied."""
-  path, _, arg = run.config.partition(":")
-  if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-  spec = importlib.util.spec_from_file_location("study_config", REPO / path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config(arg or None)
+  cfg = config_files.load(run.config)
   for key, value in (*run.overrides, *extra):
     *parents, leaf = key.split(".")
     node = cfg
@@ -232,7 +226,7 @@ def execute(root: pathlib.Path, runs: Sequence[Run], extra=(), python: str = sys
     print(f"[study] {run.name}: {state(root, run)} → {' '.join(cmd[1:])}", flush=True)
     (root / run.name).mkdir(parents=True, exist_ok=True)
     start, t0 = state(root, run), time.perf_counter()
-    rc = subprocess.call(cmd, cwd=REPO, env=os.environ.copy())
+    rc = subprocess.call(cmd, env=os.environ.copy())   # this cwd: configs/ resolves as in load_config
     record_time(root, run, start, time.perf_counter() - t0, rc)
     if rc != 0:
       raise SystemExit(f"[study] {run.name} failed (exit {rc}); rerun the same command to resume it")
