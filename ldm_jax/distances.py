@@ -15,6 +15,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ldm_jax.data import pipeline
+
 _BUDGET = 1 << 24   # elements of the [chunk, m, k] difference tensor (64 MiB in f32)
 
 
@@ -26,11 +28,7 @@ def sq_distances(a: jax.Array, b: jax.Array) -> jax.Array:
   """[n, k], [m, k] → [n, m]: Σ_k (a_ik − b_jk)², by explicit differences (exact near 0; differentiable)."""
   n, m, k = a.shape[0], b.shape[0], a.shape[-1]
   chunk = max(1, _BUDGET // max(1, m * k))
-  if n <= chunk:
-    return _direct(a, b)
-  pad = (-n) % chunk
-  tiles = jnp.pad(a, ((0, pad), (0, 0))).reshape(-1, chunk, k)
-  return jax.lax.map(lambda t: _direct(t, b), tiles).reshape(-1, m)[:n]
+  return _direct(a, b) if n <= chunk else pipeline.map_in_chunks(lambda t: _direct(t, b), a, chunk)
 
 
 def sq_distances_matmul(a: jax.Array, b: jax.Array) -> jax.Array:

@@ -70,7 +70,7 @@ def test_latent_job_needs_an_rae_sweep(tmp_path):
 
 def test_exemplar_fidelity_known_values():
   ex = np.eye(4, dtype=np.float32) * 10                        # four far-apart exemplars
-  own = np.repeat(ex[:, None], 3, axis=1) + 0.1                # samples at their own exemplar
+  own = np.repeat(ex[:, None], 3, axis=1) + 0.5                # samples at their own exemplar (exact in f32: ties stay ties)
   f = exemplar_fidelity(own, ex)
   assert float(f["nearest"]) == 1.0 and float(f["pairwise"]) == 1.0
   wrong = np.roll(own, 1, axis=0)                              # every sample at the next class's exemplar
@@ -195,6 +195,9 @@ def _check_judges(critics_dir):
   sketched = judge_one_shot(critics_dir, exemplars[:8] / 255.0, humans[:8, :4] / 255.0, humans[:8, 4:8] / 255.0, 0)
   assert set(sketched) == {"sketchembednet", "humans"} and sketched["humans"]["n_way"] == 8
   assert all(0.0 <= v["recognizability"] <= 1.0 and v["originality"] > 0.0 for v in sketched.values())
+  h, s = sketched["humans"], sketched["sketchembednet"]   # placed on the plane as every job places its sets
+  assert h["distance_to_human"] == 0.0 and {h["originality_norm"], s["originality_norm"]} == {0.0, 1.0}
+  assert s["distance_to_human"] == pytest.approx(np.hypot(1.0, h["recognizability"] - s["recognizability"]))
   from ldm_jax.jobs.imle import make_loss  # IMLE's d with the originality critic's feature term
   x, y = (jax.numpy.asarray(humans[:4, k] / 127.5 - 1.0, jax.numpy.float32) for k in (0, 1))
   pixel, with_features = make_loss(0.0, ""), make_loss(0.5, str(critics_dir))

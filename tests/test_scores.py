@@ -54,7 +54,7 @@ def test_real_test_drawings_are_recognizable_in_pixel_space(omniglot_test):
   critic does better); shuffled labels bring it to chance."""
   from ldm_jax.data import pipeline
   split = pipeline.to_device(omniglot_test)
-  rows = pipeline.non_exemplar_rows(split, 19)                      # the 19 drawings besides the exemplar
+  rows = pipeline.human_rows(omniglot_test["labels"], omniglot_test["exemplar_index"], 19)  # all but the exemplar
   assert rows.shape == (150, 19) and not np.isin(np.asarray(split.exemplar_index), rows).any()
   x = omniglot_test["images"].reshape(len(omniglot_test["labels"]), -1).astype(np.float32) / 255.0
   samples, ex = jnp.asarray(x)[rows], jnp.asarray(x)[split.exemplar_index]

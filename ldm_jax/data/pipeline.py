@@ -75,14 +75,19 @@ def to_float(images_u8: jax.Array) -> jax.Array:
   return (images_u8.astype(jnp.float32) / 255.0)[..., None]
 
 
-def non_exemplar_rows(split: DeviceSplit, per_class: int) -> np.ndarray:
-  """[C, per_class] rows of each class other than its exemplar: the real drawings that stand as the "samples" of
-  the human point. Raises if a class has fewer."""
-  rows, ex, sizes = (np.asarray(a) for a in (split.class_rows, split.exemplar_index, split.class_sizes))
-  out = [r[:s][r[:s] != e][:per_class] for r, e, s in zip(rows, ex, sizes)]
-  short = [c for c, o in enumerate(out) if len(o) < per_class]
-  if short:
-    raise ValueError(f"{len(short)} classes have fewer than {per_class} drawings besides their exemplar")
+def human_rows(labels, exemplar_index, per_class: int, classes: int = 0) -> np.ndarray:
+  """[C, per_class] rows: the first `per_class` drawings of each class (of the first `classes`; 0 = all) other
+  than its exemplar, in drawing order — the real drawings that stand as the "samples" of the human point.
+  Raises if a class has fewer."""
+  labels, ex = np.asarray(labels), np.asarray(exemplar_index)
+  c = len(ex) if not classes else min(classes, len(ex))
+  out = []
+  for k in range(c):
+    own = np.flatnonzero(labels == k)
+    own = own[own != ex[k]]
+    if len(own) < per_class:
+      raise ValueError(f"class {k} has {len(own)} drawings besides its exemplar; {per_class} are needed")
+    out.append(own[:per_class])
   return np.stack(out)
 
 

@@ -15,11 +15,14 @@ Strokes-only sources get input images rendered by `ldm_jax.raster` (line ≈ 1 p
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ldm_jax.data import sources
+from ldm_jax.data import pipeline, sources
 from ldm_jax.data import strokes as S
 
 SOURCES = ("omniglot", "omniglot_npz", "quickdraw")
@@ -50,13 +53,18 @@ def _raw_drawings(source: str, split: str, data_dir, build_dir, variant: str):
   raise ValueError(f"unknown sketch source {source!r}; choose one of {SOURCES}")
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _render_all(strokes5, size: int, batch: int):
+  from ldm_jax import raster
+  return pipeline.map_in_chunks(lambda s: raster.render(s, size), strokes5, batch)
+
+
 def render_images(strokes5: np.ndarray, size: int, batch: int = 512) -> np.ndarray:
   """Input images of strokes-only drawings, rendered by the differentiable kernel → uint8 [N, size, size]."""
-  import jax.numpy as jnp
-
   from ldm_jax import raster
-  out = [np.asarray(raster.render(jnp.asarray(strokes5[i:i + batch]), size)) for i in range(0, len(strokes5), batch)]
-  images = np.concatenate(out) if out else np.zeros((0, size, size), np.float32)
+  if not len(strokes5):
+    return np.zeros((0, size, size), np.uint8)
+  images = np.asarray(_render_all(jnp.asarray(strokes5), size, min(batch, len(strokes5))))
   return np.round(np.clip(images / raster.intensity(0.0), 0, 1) * 255).astype(np.uint8)
 
 

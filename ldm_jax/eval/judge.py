@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ldm_jax.data import pipeline
 from ldm_jax.eval import scores
 
 
@@ -123,16 +124,21 @@ def score_set(judges: Judges, samples, exemplars, key: jax.Array, n_way: int = 2
   return out
 
 
+def judge_sets(judges: Judges, sets: dict[str, Any], exemplars, key: jax.Array, human: str = "humans",
+               n_way: int = 20, tasks_per_class: int = 10) -> dict[str, dict[str, float]]:
+  """Every named set of [C, n, H, W] drawings of the same exemplars scored and placed on the plane with the human
+  set `sets[human]`: {name: originality (raw, normalised), recognizability, distance to human, n_way}."""
+  names = list(sets)
+  raw = {k: score_set(judges, sets[k], exemplars, key, n_way, tasks_per_class) for k in names}
+  ori, dist = scores.place_on_human_plane([raw[k]["originality_mean"] for k in names],
+                                          [raw[k]["recognizability_mean"] for k in names], names.index(human))
+  return {k: {"originality": raw[k]["originality_mean"], "originality_norm": float(ori[i]),
+              "recognizability": raw[k]["recognizability_mean"], "distance_to_human": float(dist[i]),
+              "n_way": raw[k]["n_way"]} for i, k in enumerate(names)}
+
+
 def human_set(split: dict[str, np.ndarray], per_class: int, classes: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """The human point's set: `per_class` real drawings of each class other than its exemplar (the first ones in
   drawing order), [C, per_class, H, W] uint8, and the exemplars [C, H, W]."""
-  labels, ex_rows = np.asarray(split["labels"]), np.asarray(split["exemplar_index"])
-  c = len(ex_rows) if not classes else min(classes, len(ex_rows))
-  rows = []
-  for k in range(c):
-    own = np.flatnonzero(labels == k)
-    own = own[own != ex_rows[k]]
-    if len(own) < per_class:
-      raise ValueError(f"class {k} has {len(own)} drawings besides its exemplar; human_per_class is {per_class}")
-    rows.append(own[:per_class])
-  return split["images"][np.stack(rows)], split["images"][ex_rows[:c]]
+  rows = pipeline.human_rows(split["labels"], split["exemplar_index"], per_class, classes)
+  return split["images"][rows], split["images"][np.asarray(split["exemplar_index"])[:len(rows)]]

@@ -83,6 +83,13 @@ def distance_to_human(originality_norm: np.ndarray, recognizability_values: np.n
   return np.linalg.norm(points - points[human_index], axis=-1)
 
 
+def place_on_human_plane(originality_raw, recognizability_values, human_index: int):
+  """(normalised originality, distance to the human point) of every point — models and humans together: the one
+  way every job places its sets on the paper's plane."""
+  ori = normalise_originality(originality_raw)
+  return ori, distance_to_human(ori, recognizability_values, human_index)
+
+
 def parametric_fit(betas, originality_values, recognizability_values, degree: int = 2, log: bool = True,
                    points: int = 100):
   """The parametric fit of A.5 (after [54]): two least-squares degree-2 polynomials, originality against the

@@ -87,9 +87,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     # The human point's recognizability: real test drawings as queries, exemplars as support.
     model, variables = load(out, "protonet")
     emb = np.asarray(embed_fn(model, True, cfg.data.image_size)(variables, jnp.asarray(test["images"])))
-    split = pipeline.to_device(test)
-    queries = pipeline.non_exemplar_rows(split, cfg.critics.human_samples)
-    rec = scores.recognizability(jnp.asarray(emb)[queries], jnp.asarray(emb)[np.asarray(split.exemplar_index)],
+    queries = pipeline.human_rows(test["labels"], test["exemplar_index"], cfg.critics.human_samples)
+    rec = scores.recognizability(jnp.asarray(emb)[queries], jnp.asarray(emb)[np.asarray(test["exemplar_index"])],
                                  jax.random.PRNGKey(cfg.seed))
     summary["protonet"]["human_recognizability"] = float(rec.mean())
     log.info("protonet: 20-way 1-shot recognizability of the real test drawings %.3f (chance 0.05)",

@@ -170,10 +170,9 @@ def load_sample_file(path: str) -> dict[str, np.ndarray]:
 
 def place_points(results: list[dict]) -> list[dict]:
   """Normalised originality across every point (models and humans) and the distance to the human point."""
-  ori = scores.normalise_originality([r["originality"] for r in results])
-  rec = np.array([r["recognizability"] for r in results])
   human = next(i for i, r in enumerate(results) if r["kind"] == "human")
-  dist = scores.distance_to_human(ori, rec, human)
+  ori, dist = scores.place_on_human_plane([r["originality"] for r in results],
+                                          [r["recognizability"] for r in results], human)
   for r, o, d in zip(results, ori, dist):
     r["originality_norm"], r["distance_to_human"] = float(o), float(d)
   by_reg: dict[str, list[dict]] = {}

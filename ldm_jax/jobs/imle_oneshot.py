@@ -19,7 +19,6 @@ import optax
 from ldm_jax import checkpoint
 from ldm_jax import data as data_lib
 from ldm_jax import rae as rae_job
-from ldm_jax.eval import scores
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, conditional
 from ldm_jax.models.rae import RAE, decode_latents
@@ -122,14 +121,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
 def judge_sets(critics_workdir: str, sets: dict[str, np.ndarray], test: dict, classes: int, per_class: int,
                seed: int) -> dict:
   """Originality, recognizability and distance to the human point of each set and of the real test drawings."""
-  from ldm_jax.eval.judge import human_set, load_judges, score_set
-  judges = load_judges(critics_workdir)
-  humans, exemplars = human_set(test, per_class, classes)
-  named = {"humans": humans, **sets}
-  raw = {name: score_set(judges, images, exemplars, jax.random.PRNGKey(seed)) for name, images in named.items()}
-  names = list(named)
-  ori = scores.normalise_originality([raw[k]["originality_mean"] for k in names])
-  rec = np.array([raw[k]["recognizability_mean"] for k in names])
-  dist = scores.distance_to_human(ori, rec, 0)
-  return {k: {"originality": raw[k]["originality_mean"], "originality_norm": float(ori[i]),
-              "recognizability": float(rec[i]), "distance_to_human": float(dist[i])} for i, k in enumerate(names)}
+  from ldm_jax.eval import judge
+  humans, exemplars = judge.human_set(test, per_class, classes)
+  return judge.judge_sets(judge.load_judges(critics_workdir), {"humans": humans, **sets}, exemplars,
+                          jax.random.PRNGKey(seed))

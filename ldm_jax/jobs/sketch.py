@@ -18,6 +18,7 @@ import optax
 
 from ldm_jax import checkpoint
 from ldm_jax import data as data_lib
+from ldm_jax.data import pipeline
 from ldm_jax.data.sketches import load_sketches
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.sketch import fewshot, latent
@@ -83,14 +84,15 @@ def batch_rows(seed: int, step: int, n: int, batch: int) -> np.ndarray:
   return perm[k * batch:(k + 1) * batch]
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _encode_mean(model, variables, images):
-  return model.apply(variables, images, method=SketchEmbedNet.encode)[0]
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _encode_all(model, variables, images, chunk: int):
+  """The encoder's means of every image, `chunk` rows at a time (one compiled program, bounded memory)."""
+  return pipeline.map_in_chunks(lambda x: model.apply(variables, x, method=SketchEmbedNet.encode)[0], images,
+                                min(chunk, images.shape[0]))
 
 
 def encode_all(model, variables, images: np.ndarray, chunk: int = 2048) -> np.ndarray:
-  return np.concatenate([np.asarray(_encode_mean(model, variables, jnp.asarray(images[i:i + chunk])))
-                         for i in range(0, len(images), chunk)])
+  return np.asarray(_encode_all(model, variables, jnp.asarray(images), chunk))
 
 
 def few_shot_table(model, variables, test: dict, ec, seed: int) -> dict:
@@ -117,7 +119,7 @@ def one_shot(model, variables, test: dict, ec, key) -> tuple[np.ndarray, np.ndar
   exemplars = test["images"][[r[0] for r in rows]]
   humans = np.stack([test["images"][r[1:1 + ec.samples_per_class]] for r in rows]).astype(np.float32) / 255.0
   size = exemplars.shape[-1]
-  z = _encode_mean(model, variables, jnp.asarray(exemplars))
+  z = _encode_all(model, variables, jnp.asarray(exemplars), 2048)
   z = jnp.repeat(z, ec.samples_per_class, 0)
   drawn = latent.draw(model, variables, z, key, size, ec.max_steps, ec.temperature)
   samples = np.asarray(drawn).reshape(len(classes), ec.samples_per_class, size, size)
@@ -125,18 +127,13 @@ def one_shot(model, variables, test: dict, ec, key) -> tuple[np.ndarray, np.ndar
 
 
 def judge_one_shot(critics_workdir: str, exemplars, samples, humans, seed: int) -> dict:
-  from ldm_jax.eval.judge import load_judges, score_set
-  judges = load_judges(critics_workdir)
-  out = {}
-  for name, images in (("sketchembednet", samples), ("humans", humans)):
-    s = score_set(judges, images, exemplars, jax.random.PRNGKey(seed), tasks_per_class=10)
-    out[name] = {"originality": s["originality_mean"], "recognizability": s["recognizability_mean"],
-                 "n_way": s["n_way"]}
-  return out
+  from ldm_jax.eval import judge
+  return judge.judge_sets(judge.load_judges(critics_workdir), {"sketchembednet": samples, "humans": humans},
+                          exemplars, jax.random.PRNGKey(seed))
 
 
 def interpolation_rows(model, variables, exemplars: np.ndarray, ec, key) -> list[np.ndarray]:
-  z = _encode_mean(model, variables, jnp.asarray((exemplars * 255).astype(np.uint8)))
+  z = _encode_all(model, variables, jnp.asarray((exemplars * 255).astype(np.uint8)), 2048)
   rows = []
   for a, b in zip(range(0, len(z) - 1, 2), range(1, len(z), 2)):
     codes = latent.interpolate(z[a], z[b], ec.interpolation_steps)
@@ -146,7 +143,7 @@ def interpolation_rows(model, variables, exemplars: np.ndarray, ec, key) -> list
 
 def arithmetic_rows(model, variables, exemplars: np.ndarray, ec, key) -> list[np.ndarray]:
   """Rows [a, b, c, drawing of z_a − z_b + z_c] for consecutive triples of exemplars."""
-  z = _encode_mean(model, variables, jnp.asarray((exemplars * 255).astype(np.uint8)))
+  z = _encode_all(model, variables, jnp.asarray((exemplars * 255).astype(np.uint8)), 2048)
   rows = []
   for i in range(0, len(z) - 2, 3):
     code = latent.analogy(z[i], z[i + 1], z[i + 2])[None]
