@@ -70,7 +70,7 @@ def test_latent_job_needs_an_rae_sweep(tmp_path):
 
 def test_exemplar_fidelity_known_values():
   ex = np.eye(4, dtype=np.float32) * 10                        # four far-apart exemplars
-  own = np.repeat(ex[:, None], 3, axis=1) + 0.5                # samples at their own exemplar (exact in f32: ties stay ties)
+  own = np.repeat(ex[:, None], 3, axis=1) + 0.5                # at their own exemplar (exact in f32: ties stay ties)
   f = exemplar_fidelity(own, ex)
   assert float(f["nearest"]) == 1.0 and float(f["pairwise"]) == 1.0
   wrong = np.roll(own, 1, axis=0)                              # every sample at the next class's exemplar
