@@ -21,7 +21,7 @@ demo: venv
 	$(PY) -m ldm_jax.main --config=configs/demo.py --workdir=$(WORKDIR) $(if $(wildcard $(WORKDIR)/rae/checkpoints),--resume,)
 
 test: venv lint
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -rs -n 2 --dist loadfile   # -rs: every skip prints its reason
 
 lint: venv
 	$(PY) -m ruff check ldm_jax tests experiments configs

@@ -58,8 +58,8 @@ def test_quickdraw_fs_built_from_real_drawings(tmp_path):
   assert n == 10 and c >= 40 and built["prototype"].shape == (c, 1, 48, 48)
   held = quickdraw.held_out_categories(list(names))
   t = int(built["test_from"])
-  cats = built["source_category"]
-  assert all(s not in held for s in cats[:t]) and all(s in held for s in cats[t:])
+  sources = built["source_category"]
+  assert all(s not in held for s in sources[:t]) and all(s in held for s in sources[t:])
   row_cat = names[cats]
   for k in range(c):
     assert set(row_cat[built["rows"][k]]) == {built["source_category"][k]} == {row_cat[built["exemplar_row"][k]]}
