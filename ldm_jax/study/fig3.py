@@ -2,7 +2,7 @@
 combination and the pixel-space baseline, through RAE → latent DDPM per RAE → critics → evaluation (Fig. 2/3/4,
 A.4–A.9), then one table ranking every model by its distance to the human point (`<root>/<dataset>/study.md`).
 
-    python experiments/study_fig3.py --scale cpu --root runs/fig3_cpu            # ≤ 2 h on 2 cores (BENCHMARKS.md)
+    python experiments/study_fig3.py --scale cpu --root runs/fig3_cpu            # 84 min on 2 cores (BENCHMARKS.md)
     python -m ldm_jax.study.fig3 --scale cpu --root runs/fig3_cpu                 # the same, from a pip install
     python experiments/study_fig3.py --scale paper --root runs/fig3 --dry-run    # grid + measured device-hours
     python experiments/study_fig3.py --scale paper --root runs/fig3 --hosts 8 --host $SLURM_PROCID
