@@ -55,12 +55,13 @@ def rates(cfg, train, data, repeats: int) -> tuple[float, float]:
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--impls", default="im2col,matmul,vjp,xla", help="comma-separated conv implementations")
   args = parser.parse_args()
   cfg = rae_config.get_config("omniglot")
   n = 1280 if args.quick else 5120
   train = data_lib.load_split(cfg, "paper_train", n)
   data = pipeline.to_device(train)
-  for impl in ("matmul", "vjp", "xla"):
+  for impl in args.impls.split(","):
     c = cfg.copy_and_resolve_references()
     c.rae.conv_impl = impl
     scan_rate, step_rate = rates(c, train, data, repeats=2 if args.quick else 3)

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-IMPLS = ("xla", "s2d", "matmul", "vjp")
+IMPLS = ("xla", "s2d", "im2col", "matmul", "vjp")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
@@ -66,19 +66,74 @@ def _conv_valid_bwd(res, dy):
 conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
-def conv_valid(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
-  """Stride-1 VALID cross-correlation, NHWC × HWIO. 'matmul' gathers the kh·kw shifted views (im2col) and does
-  one matmul: XLA:CPU runs that fast everywhere, while its convolutions slow down badly inside loops (lax.scan)
-  and under vmap (grouped convolutions). 'vjp' keeps convolutions but writes their gradients as convolutions in
-  the same layout (`conv_valid_vjp`)."""
-  if impl == "vjp":
-    return conv_valid_vjp(x, kernel)
-  if impl != "matmul":
-    return _conv(x, kernel)
+def _im2col_input(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The kh·kw shifted views of x side by side ([B, Ho, Wo, kh·kw·C_in]) times the kernel as one matrix."""
   kh, kw, cin, cout = kernel.shape
   ho, wo = x.shape[1] - kh + 1, x.shape[2] - kw + 1
   patches = jnp.concatenate([x[:, i:i + ho, j:j + wo, :] for i in range(kh) for j in range(kw)], axis=-1)
   return patches @ kernel.reshape(kh * kw * cin, cout)
+
+
+def _taps_out(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Every tap's response at every input pixel, one matmul: [B, H, W, kh·kw·C_out] (tap-major)."""
+  kh, kw, cin, cout = kernel.shape
+  return x @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+
+
+def _sum_taps(z: jax.Array, kh: int, kw: int, cout: int) -> jax.Array:
+  """out[b, h, w] = Σ_(i,j) z[b, h + i, w + j, tap (i, j)]: the shifted sum that finishes an output-side conv."""
+  ho, wo = z.shape[1] - kh + 1, z.shape[2] - kw + 1
+  return sum(z[:, i:i + ho, j:j + wo, (i * kw + j) * cout:(i * kw + j + 1) * cout]
+             for i in range(kh) for j in range(kw))
+
+
+@jax.custom_vjp
+def conv_valid_output_side(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-1 VALID NHWC × HWIO convolution as GEMMs whose wide side is the (narrower) output: for C_out < C_in.
+
+  im2col copies the input kh·kw times, and its weight gradient contracts that copy with the cotangent; when
+  C_out is small (the decoder's 16 → 1 pixel layer, the encoder's space-to-depth convs) that copy dominates the
+  step. Here the forward pass is one matmul to every tap's response then a shifted sum, and both gradients are
+  matmuls against the cotangent shifted to every tap (kh·kw·C_out wide, not kh·kw·C_in): no im2col of x at all,
+  and no convolution op, so nothing for XLA:CPU to run slowly inside a loop.
+  """
+  kh, kw, _, cout = kernel.shape
+  return _sum_taps(_taps_out(x, kernel), kh, kw, cout)
+
+
+def _output_side_fwd(x, kernel):
+  return conv_valid_output_side(x, kernel), (x, kernel)
+
+
+def _output_side_bwd(res, dy):
+  x, kernel = res
+  kh, kw, cin, cout = kernel.shape
+  # dz[b, h + i, w + j, tap (i, j)] = dy[b, h, w]: the cotangent of _sum_taps, i.e. dy placed at every tap's offset.
+  dz = jnp.concatenate([jnp.pad(dy, ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
+                        for i in range(kh) for j in range(kw)], axis=-1)
+  kmat = kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  dx = dz @ kmat.T
+  dk = x.reshape(-1, cin).T @ dz.reshape(-1, kh * kw * cout)
+  return dx.astype(x.dtype), dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3).astype(kernel.dtype)
+
+
+conv_valid_output_side.defvjp(_output_side_fwd, _output_side_bwd)
+
+
+def conv_valid(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
+  """Stride-1 VALID cross-correlation, NHWC × HWIO. 'matmul' writes it as GEMMs, XLA:CPU's fast kernels
+  everywhere (its convolutions slow down badly inside loops — lax.scan — and under vmap): im2col on the input
+  (one matmul over the kh·kw shifted views) when C_out ≥ C_in, the output-side form (`conv_valid_output_side`)
+  when C_out < C_in, whichever copies less (bench: experiments/bench_rae.py). 'vjp' keeps convolutions but
+  writes their gradients as convolutions in the same layout (`conv_valid_vjp`); 'im2col' is 'matmul' with
+  im2col on the input side always (the form before the output-side one, kept as the benchmark's baseline)."""
+  if impl == "vjp":
+    return conv_valid_vjp(x, kernel)
+  if impl not in ("matmul", "im2col"):
+    return _conv(x, kernel)
+  if impl == "matmul" and kernel.shape[3] < kernel.shape[2]:
+    return conv_valid_output_side(x, kernel)
+  return _im2col_input(x, kernel)
 
 
 def space_to_depth(x: jax.Array) -> jax.Array:
