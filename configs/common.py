@@ -66,7 +66,7 @@ def rae_config(latent_dim: int = 64) -> ml_collections.ConfigDict:
       "simclr_head": "linear",           # Eq. 14 h^I: 'linear' (paper, to head_dim) | 'none' (code)
       "simclr_target": "online",         # view B through the same encoder (paper) | 'ema' (code: momentum copy)
       "simclr_ema_momentum": 0.99,
-      "conv_impl": "auto",         # 'auto' | 's2d' | 'xla' (experiments/BENCHMARKS.md)
+      "conv_impl": "auto",         # 'auto' | 'matmul' | 'im2col' | 'vjp' | 's2d' | 'xla' (experiments/BENCHMARKS.md)
   })
 
 

@@ -38,7 +38,8 @@ def test_conv_implementations_are_exact_with_gradients(impl):
     np.testing.assert_allclose(a, b, atol=1e-4)
 
 
-@pytest.mark.parametrize("kh,cin,cout,h", [(2, 4, 16, 25), (2, 64, 128, 4), (3, 128, 256, 8), (4, 16, 1, 51)])
+@pytest.mark.parametrize("kh,cin,cout,h",
+                         [(2, 4, 16, 25), (2, 64, 32, 13), (2, 64, 128, 4), (3, 128, 256, 8), (4, 16, 1, 51)])
 def test_custom_vjp_convolution_gradients_equal_autodiff(kh, cin, cout, h):
   """The kernel sizes and channel counts the RAE's layers reduce to (s2d 2×2, sub-pixel 3×3, the 4×4 output conv).
   Each gradient entry sums ≤ B·H·W·kh² products; two float32 orders of that sum differ by ≲ ε·terms·max|g|."""
@@ -47,9 +48,12 @@ def test_custom_vjp_convolution_gradients_equal_autodiff(kh, cin, cout, h):
   w = jax.random.normal(jax.random.PRNGKey(7), (2, h - kh + 1, h - kh + 1, cout))
   f = lambda x, k, impl: jnp.sum(w * layers.conv_valid(x, k, impl))
   eps = float(np.finfo(np.float32).eps)
-  for got, want in zip(jax.grad(f, (0, 1))(x, k, "vjp"), jax.grad(f, (0, 1))(x, k, "xla")):
-    terms = 2 * h * h * kh * kh * max(cin, cout)
-    np.testing.assert_allclose(got, want, atol=eps * terms * float(jnp.abs(want).max()))
+  # 'matmul' takes the output-side custom VJP (conv_valid_output_side) where C_out < C_in, e.g. the 16 → 1 layer.
+  for impl in ("vjp", "matmul"):
+    np.testing.assert_allclose(f(x, k, impl), f(x, k, "xla"), rtol=1e-4)
+    for got, want in zip(jax.grad(f, (0, 1))(x, k, impl), jax.grad(f, (0, 1))(x, k, "xla")):
+      terms = 2 * h * h * kh * kh * max(cin, cout)
+      np.testing.assert_allclose(got, want, atol=eps * terms * float(jnp.abs(want).max()))
 
 
 def test_conv_transpose_matches_pytorch_definition():
