@@ -91,3 +91,19 @@ def test_clickme_human_maps_agree_across_halves_of_the_participants():
   shuffled = np.asarray(importance.spearman(jnp.asarray(whole), jnp.asarray(np.roll(whole, 1, axis=0))))
   print("human split-half consistency", consistency.mean(), "across categories", shuffled.mean())
   assert consistency.mean() > 0.6 and consistency.mean() > shuffled.mean() + 0.1
+
+
+@pytest.mark.parametrize("impl", ["matmul", "vjp"])
+def test_jvp_by_vjp_equals_jvp_through_reverse_mode_only_convolutions(impl):
+  """The RAE decoder's 'matmul'/'vjp' convolutions are `custom_vjp` (jax.jvp raises on them): the product through
+  the pullback's transpose equals jax.jvp of the same layer written with XLA convolutions."""
+  from ldm_jax.models import layers
+  k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(k1, (2, 9, 9, 16))
+  v = jax.random.normal(k2, x.shape)
+  kernel = jax.random.normal(k3, (3, 3, 16, 4)) * 0.1          # C_out < C_in: the output-side GEMM form
+  f = lambda impl: lambda z: jnp.tanh(layers.conv_valid(z, kernel, impl))
+  with pytest.raises(TypeError, match="custom_vjp"):
+    jax.jvp(f(impl), (x,), (v,))
+  want = jax.jvp(f("xla"), (x,), (v,))[1]
+  np.testing.assert_allclose(importance.jvp_by_vjp(f(impl), x, v), want, rtol=1e-5, atol=1e-5)

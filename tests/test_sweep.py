@@ -74,6 +74,12 @@ def test_a_mixed_sweep_trains_each_member_as_its_own_regularizers_sweep_would(om
   cfg = rae_config.get_config("omniglot,tiny")
   cfg.rae.regularizers, cfg.sweep.betas = ("kl", "vq", "prototype"), ()
   cfg.sweep.members = ("kl=0.1", "vq=1", "prototype=1", "none")
+  # im2col convs: VQ's nearest code is an argmin over a near-zero initial codebook, so any rounding difference between
+  # the programs compared here flips near-tied codes and grows to O(10 %) of VQ's leaves in 4 steps. Under im2col the
+  # map, vmap and single-member programs round alike; the output-side GEMM ('matmul' for C_out < C_in) fuses
+  # differently in each (~1e-7, 25 of 512 codes flipped by step 4). This test is about the sweep's mechanics; the
+  # convolution forms have their own tests against autodiff and XLA (test_models).
+  cfg.rae.conv_impl = "im2col"
   n, batch = 128, 32
   labels = np.unique(omniglot_test["labels"][:n], return_inverse=True)[1].astype(np.int32)
   d = {"images": omniglot_test["images"][:n], "labels": labels}

@@ -5,8 +5,8 @@ Jacobian is taken, the paper says two things: Eq. 40–41 apply the chain rule t
 at p_ψ(z_t), the transition's output z_{t−1} (Eq. 37: z_t ↦ z_{t−1}); Eq. 9/43 write it with the subscript
 (·|z_t). `jacobian_at='next'` (default) follows Eq. 40–41 (J at the sampler's z_{t−1}, which is also what the
 released code pairs with ε at z_t); `'current'` takes J at z_t. The noise scale is indexed by t in forward time (the
-released code indexes it in reverse time: not reproduced). Each product is one `jax.jvp` inside the sampling
-`lax.scan`, never a Jacobian. `weighting='eps'` uses ε̂_t instead of the score (the authors' code).
+released code indexes it in reverse time: not reproduced). Each product is one Jacobian-vector product inside the
+sampling `lax.scan`, never a Jacobian (`jvp_by_vjp`: the decoder's fast convolutions define only reverse mode). `weighting='eps'` uses ε̂_t instead of the score (the authors' code).
 
 A category's map (§4.4, Fig. 5a) is the mean of φ over `variations` sampling runs (10 in the paper) conditioned on
 ONE exemplar of the category, each run a different variation x; it is compared with the human click map of the
@@ -30,6 +30,13 @@ WEIGHTINGS = ("score", "eps")
 JACOBIAN_AT = ("next", "current")
 
 
+def jvp_by_vjp(f, x: jax.Array, v: jax.Array) -> jax.Array:
+  """J_f(x)·v as the transpose of the (linear) pullback u ↦ J_fᵀ u: works for functions that define only reverse
+  mode (`jax.custom_vjp`, as the 'matmul' and 'vjp' convolutions do), where `jax.jvp` raises; same value as jvp."""
+  y, pullback = jax.vjp(f, x)
+  return jax.linear_transpose(pullback, y)((v,))[0]
+
+
 def importance_sample(eps_fn, decode_fn, params, schedule, cond: jax.Array, key: jax.Array, guidance,
                       weighting: str = "score", jacobian_at: str = "next"):
   """The ancestral sampler of `sampling.ddpm_sample` (same noise, same x_0) carrying φ.
@@ -50,7 +57,7 @@ def importance_sample(eps_fn, decode_fn, params, schedule, cond: jax.Array, key:
     eps = sampling.guided_eps(eps_fn, params, x, cond, jnp.full((x.shape[0],), t, jnp.int32), guidance)
     direction = -eps / jnp.sqrt(1.0 - schedule.alpha_bars[t]) if weighting == "score" else eps
     x_next = sampling.ddpm_update(schedule, x, eps, t, key)
-    _, change = jax.jvp(decode_fn, (x_next if jacobian_at == "next" else x,), (direction,))
+    change = jvp_by_vjp(decode_fn, x_next if jacobian_at == "next" else x, direction)
     return (x_next, phi + jnp.abs(change)), None
 
   (x0, phi), _ = jax.lax.scan(body, (x_init, jnp.zeros(image.shape, image.dtype)),
