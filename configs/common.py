@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from ldm_jax.regularizer_registry import REGULARIZERS
+
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'omniglot,tiny' or 'dataset=omniglot,tiny=True' → ConfigDict of the defaults updated from the arg (big_vision
@@ -50,7 +52,7 @@ def rae_config(latent_dim: int = 64) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       "latent_dim": latent_dim,
       "regularizers": ("prototype",),
-      "beta": {"kl": 0.0, "vq": 0.0, "classification": 0.0, "prototype": 1.0, "simclr": 0.0, "barlow": 0.0},
+      "beta": {r: 1.0 if r == "prototype" else 0.0 for r in REGULARIZERS},   # one key per registered regularizer
       "head_dim": 128,
       "vq_codes": 512,
       "vq_code_dim": 4,

@@ -13,16 +13,9 @@ for the authors' released code where it differs from the paper
 import ml_collections
 
 from configs import common
+from ldm_jax import regularizer_registry
 
-# The β ranges of A.5 ([a:b::c] = from a to b in steps of c; log ranges in decades).
-PAPER_BETAS = {
-    "kl": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5),
-    "vq": (1, 2, 5, 10, 20, 30, 40, 50, 100),
-    "classification": (0.7, 0.8, 0.9, *range(1, 11), 20, 30, 40),
-    "prototype": (1e-4, 1e-3, 1e-2, 1e-1, 0.25, 0.5, 0.75, *range(1, 11), 15, 20, 25, 30, 100, 200, 500),
-    "simclr": (1e-4, 1e-3, 1e-2, 1e-1, *range(1, 11)),
-    "barlow": (*range(1, 11), 15, 20, 25, 30, 50, 100, 200),
-}
+PAPER_BETAS = regularizer_registry.paper_betas()   # A.5's β ranges (ldm_jax.regularizer_registry)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

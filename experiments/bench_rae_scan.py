@@ -4,7 +4,8 @@
 
 XLA:CPU runs autodiff's convolutions slowly inside loops; this separates that in-scan penalty (ratio < 1 for
 'xla') from the speed of each implementation's kernels. One JSON line per implementation: baseline = the loop of
-jitted steps, candidate = the scanned epoch (same model, data, steps).
+jitted steps, candidate = the scanned epoch (same model, data, steps). With torch installed (the `bench` extra), one
+more line per implementation: the scanned epoch vs the PyTorch step of experiments/torch_rae.py on the same drawings.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from bench_rae import torch_threads, torch_throughput
 from benchlib import emit, seconds_per_call
 
 from configs import rae as rae_config
@@ -61,12 +63,18 @@ def main():
   n = 1280 if args.quick else 5120
   train = data_lib.load_split(cfg, "paper_train", n)
   data = pipeline.to_device(train)
+  repeats = 2 if args.quick else 3
+  torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
   for impl in args.impls.split(","):
     c = cfg.copy_and_resolve_references()
     c.rae.conv_impl = impl
-    scan_rate, step_rate = rates(c, train, data, repeats=2 if args.quick else 3)
+    scan_rate, step_rate = rates(c, train, data, repeats=repeats)
     emit(f"rae_scan_vs_steps_{impl}", f"loop of jitted steps ({impl})", f"scanned epoch ({impl})", "images/s",
          step_rate, scan_rate, batch=c.train.batch_size, steps=n // c.train.batch_size)
+    if torch_rate is not None:
+      emit(f"rae_scan_vs_pytorch_{impl}", "PyTorch RAE step (experiments/torch_rae.py)", f"scanned epoch ({impl})",
+           "images/s", torch_rate, scan_rate, batch=c.train.batch_size, steps=n // c.train.batch_size,
+           torch_threads=torch_threads())
 
 
 if __name__ == "__main__":

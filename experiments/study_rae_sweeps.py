@@ -7,7 +7,7 @@ the non-regularized RAE.
 """
 
 from ldm_jax import study
-from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.study.grids import rae_runs
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from ldm_jax.models.rae import KL_LATENTS, PROJECTORS, REGULARIZERS, SIMCLR_HEADS
+from ldm_jax.models.rae import KL_LATENTS, PROJECTORS, SIMCLR_HEADS
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.regularizers import BARLOW_SIMILARITIES, SIMCLR_LOSSES
 from ldm_jax.sampling import SAMPLERS
 from ldm_jax.train.precision import COMPUTE_DTYPES

@@ -21,7 +21,8 @@ import optax
 
 from ldm_jax import config_checks
 from ldm_jax.models.layers import resolve_conv_impl
-from ldm_jax.models.rae import RAE, REGULARIZERS, encode_latents
+from ldm_jax.models.rae import RAE, encode_latents
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.train import loop
 
 # Paper-vs-code switches; a stored config without the key was trained before the switch existed, i.e. with what

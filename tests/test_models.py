@@ -9,7 +9,8 @@ from configs import rae as rae_config
 from ldm_jax import augment, rae
 from ldm_jax.jobs import rae as rae_job
 from ldm_jax.models import layers
-from ldm_jax.models.rae import RAE, REGULARIZERS
+from ldm_jax.models.rae import RAE
+from ldm_jax.regularizer_registry import REGULARIZERS
 
 
 def n_params(tree):
@@ -84,7 +85,7 @@ def test_all_regularizers_together_give_finite_gradients(omniglot_test):
   batch = pipeline.sample_batch(pipeline.to_device(omniglot_test), jax.random.PRNGKey(0), 0, 16)
   loss_fn = rae_job.make_loss_fn(model, cfg)
   (loss, (_, metrics)), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
-      v["params"], v["batch_stats"], {"beta": jnp.ones(6)}, batch, jax.random.PRNGKey(1))
+      v["params"], v["batch_stats"], {"beta": jnp.ones(len(REGULARIZERS))}, batch, jax.random.PRNGKey(1))
   assert set(metrics) == {"recon", *REGULARIZERS}
   assert all(np.isfinite(float(m)) for m in metrics.values())
   leaves = jax.tree.leaves(grads)
@@ -92,6 +93,28 @@ def test_all_regularizers_together_give_finite_gradients(omniglot_test):
   for head in ("encoder", "decoder", "codebook", "classifier", "prototype_projector", "simclr_head",
                "barlow_projector"):
     assert float(sum(jnp.abs(g).sum() for g in jax.tree.leaves(grads[head]))) > 0, head
+
+
+def test_configs_sweeps_study_and_figures_read_one_regularizer_registry():
+  """One row per regularizer: the β vector's order, the config's β keys, A.5's ranges, Fig. 3's panels, Fig. 4's
+  partners and the figure colours all come from `regularizer_registry` (no list kept in step by hand)."""
+  from ldm_jax import regularizer_registry as reg
+  from ldm_jax.eval import figures
+  from ldm_jax.study import grids
+  cfg = rae_config.get_config("omniglot")
+  assert set(cfg.rae.beta) == set(REGULARIZERS) and REGULARIZERS == tuple(reg.REGISTRY) == tuple(rae_config.PAPER_BETAS)
+  assert sorted(r for _, regs in figures.FIG3_PANELS for r in regs) == sorted(REGULARIZERS)
+  assert [f for f, _ in figures.FIG3_PANELS] == list(reg.FAMILIES)
+  assert len(set(figures.REGULARIZER_COLORS.values())) == len(REGULARIZERS)
+  # Fig. 4a-d: Barlow(30), SimCLR(1), KL(1e-3), VQ(20) beside the prototype, in panel order.
+  assert list(grids.PARTNERS.items()) == [("barlow", 30.0), ("simclr", 1.0), ("kl", 1e-3), ("vq", 20.0)]
+  assert rae_job.CONTRASTIVE == ("simclr", "barlow") and rae_job.EXEMPLAR_VIEW == ("prototype",)
+  assert rae_config.PAPER_BETAS["vq"] == (1, 2, 5, 10, 20, 30, 40, 50, 100)
+  # Every sweep member's β row follows the registry's order.
+  cfg.rae.regularizers, cfg.sweep.regularizer, cfg.sweep.betas = ("kl",), "kl", (0.5,)
+  np.testing.assert_array_equal(rae.sweep_hparams(cfg)["beta"][0], [0.5 if r == "kl" else 0 for r in REGULARIZERS])
+  with pytest.raises(ValueError, match="family"):
+    reg.Regularizer("new", "unsupervised", (1.0,))
 
 
 def test_augmentations_identity_shape_and_range():

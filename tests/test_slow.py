@@ -109,7 +109,7 @@ def check_study_results(root):
 
   from ldm_jax import data
   from ldm_jax import ldm as ldm_lib
-  from ldm_jax.models.rae import REGULARIZERS
+  from ldm_jax.regularizer_registry import REGULARIZERS
   from ldm_jax.study.fig3 import spread_betas
   exemplars = data.load("omniglot", "paper_test")
   exemplars = exemplars["images"][exemplars["exemplar_index"][:8]]

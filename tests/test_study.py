@@ -16,7 +16,7 @@ from conftest import REPO
 
 from configs import rae as rae_config
 from ldm_jax import study
-from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.study import fig3 as study_fig3
 from ldm_jax.study import grids
 

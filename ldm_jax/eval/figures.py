@@ -8,6 +8,8 @@ import pathlib
 import matplotlib
 import numpy as np
 
+from ldm_jax import regularizer_registry
+
 matplotlib.use("Agg")
 
 
@@ -34,11 +36,9 @@ def write_grid(path: pathlib.Path, rows: list[np.ndarray], labels: list[str] | N
   plt.close(fig)
 
 
-REGULARIZER_COLORS = {"kl": "tab:blue", "vq": "tab:orange", "classification": "tab:green",
-                      "prototype": "tab:red", "simclr": "tab:purple", "barlow": "tab:brown"}
+REGULARIZER_COLORS = {name: r.color for name, r in regularizer_registry.REGISTRY.items()}
 # Fig. 3's panels: a) "standard", b) supervised, c) contrastive regularizers.
-FIG3_PANELS = (("standard", ("kl", "vq")), ("supervised", ("classification", "prototype")),
-               ("contrastive", ("simclr", "barlow")))
+FIG3_PANELS = tuple((f, regularizer_registry.of_family(f)) for f in regularizer_registry.FAMILIES)
 
 
 def _color(reg: str) -> str:

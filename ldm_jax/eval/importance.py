@@ -5,8 +5,9 @@ Jacobian is taken, the paper says two things: Eq. 40–41 apply the chain rule t
 at p_ψ(z_t), the transition's output z_{t−1} (Eq. 37: z_t ↦ z_{t−1}); Eq. 9/43 write it with the subscript
 (·|z_t). `jacobian_at='next'` (default) follows Eq. 40–41 (J at the sampler's z_{t−1}, which is also what the
 released code pairs with ε at z_t); `'current'` takes J at z_t. The noise scale is indexed by t in forward time (the
-released code indexes it in reverse time: not reproduced). Each product is one Jacobian-vector product inside the
-sampling `lax.scan`, never a Jacobian (`jvp_by_vjp`: the decoder's fast convolutions define only reverse mode). `weighting='eps'` uses ε̂_t instead of the score (the authors' code).
+released code indexes it in reverse time: not reproduced). Each product is one Jacobian-vector product inside
+the sampling `lax.scan`, never a Jacobian (`jvp_by_vjp`: the decoder's fast convolutions define reverse mode
+only). `weighting='eps'` uses ε̂_t instead of the score (the authors' code).
 
 A category's map (§4.4, Fig. 5a) is the mean of φ over `variations` sampling runs (10 in the paper) conditioned on
 ONE exemplar of the category, each run a different variation x; it is compared with the human click map of the

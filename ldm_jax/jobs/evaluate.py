@@ -29,7 +29,7 @@ from ldm_jax import data as data_lib
 from ldm_jax import ldm as ldm_lib
 from ldm_jax import manifest
 from ldm_jax.eval import figures, importance, judge, scores
-from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.regularizer_registry import REGULARIZERS
 
 pass
 

@@ -15,12 +15,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from ldm_jax import augment, distributed
+from ldm_jax import augment, distributed, regularizer_registry
 from ldm_jax import data as data_lib
 from ldm_jax import regularizers as R
 from ldm_jax.data import pipeline
 from ldm_jax.eval.oneshot import nearest_exemplar_accuracy
-from ldm_jax.models.rae import RAE, REGULARIZERS
+from ldm_jax.models.rae import RAE
 from ldm_jax.rae import (
   branches,
   build_model,
@@ -34,10 +34,12 @@ from ldm_jax.rae import (
   uses_ema_target,
   variant,
 )
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.train import loop, precision, sweep
 
 log = logging.getLogger(__name__)
-CONTRASTIVE = ("simclr", "barlow")
+CONTRASTIVE = regularizer_registry.with_views("augmented_pair")   # trained on two augmented views
+EXEMPLAR_VIEW = regularizer_registry.with_views("exemplar")       # the class exemplar encoded beside x
 
 
 def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.AugmentParams, target_encode=None):
@@ -49,7 +51,7 @@ def _forward(module: RAE, x, exemplar, labels, rng, regs, cfg, aug: augment.Augm
   contrastive = any(r in regs for r in CONTRASTIVE)
   # Algo. 3/4: with a contrastive regularizer the decoder sees view A and reconstructs x.
   views = [augment.augment_batch(k_a, x, aug), augment.augment_batch(k_b, x, aug)] if contrastive else [x]
-  if "prototype" in regs:
+  if any(r in regs for r in EXEMPLAR_VIEW):
     views.append(exemplar)
   mean, logvar = module.encode(jnp.concatenate(views), True)   # one pass: every view shares BN statistics
   mean = f32(mean)

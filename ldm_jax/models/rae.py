@@ -17,9 +17,8 @@ import jax.numpy as jnp
 
 from ldm_jax.data import pipeline
 from ldm_jax.models.layers import Conv, StridedConv, UpConv
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.regularizers import reparameterize, vq_snap
-
-REGULARIZERS = ("kl", "vq", "classification", "prototype", "simclr", "barlow")
 
 
 def _bn(train: bool, name: str | None = None, use_scale: bool = True, use_bias: bool = True):

@@ -26,7 +26,7 @@ import pathlib
 
 from configs import rae as rae_config
 from ldm_jax import rae, study
-from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.study.grids import PARTNERS, combination_runs, eval_runs, ldm_runs, rae_runs
 
 

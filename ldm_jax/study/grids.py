@@ -6,7 +6,7 @@ The experiment scripts (`experiments/study_*.py`) and `ldm_jax.study.fig3` compo
 from __future__ import annotations
 
 from configs import rae as rae_config
-from ldm_jax.models.rae import REGULARIZERS
+from ldm_jax import regularizer_registry
 from ldm_jax.study import Run
 
 
@@ -26,7 +26,7 @@ def rae_runs(datasets, regularizers, tiny: bool, betas=None, overrides=()) -> li
   return runs
 
 
-PARTNERS = {"barlow": 30.0, "simclr": 1.0, "kl": 1e-3, "vq": 20.0}   # Fig. 4a-d captions
+PARTNERS = regularizer_registry.prototype_partners()   # Fig. 4a-d captions: {partner: its β}
 
 
 def combination_runs(datasets, partners, tiny: bool, betas=None, overrides=()) -> list[Run]:
@@ -67,7 +67,8 @@ def eval_runs(ldm_grid, root, tiny: bool, critics_overrides=(), eval_overrides=(
 
 def latent_grid(datasets, combination_datasets, partners, root, unet: str, tiny: bool) -> list[Run]:
   """The diffusion models of the RAE sweeps and combinations that `rae_runs` / `combination_runs` define."""
-  grid = rae_runs(datasets, REGULARIZERS, tiny) + combination_runs(combination_datasets, partners, tiny)
+  grid = (rae_runs(datasets, regularizer_registry.REGULARIZERS, tiny)
+          + combination_runs(combination_datasets, partners, tiny))
   return ldm_runs(grid, root, unet, tiny)
 
 
