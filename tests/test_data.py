@@ -140,3 +140,24 @@ def test_info_cli_prints_json():
                        capture_output=True, text=True, check=True).stdout
   record = json.loads(out.strip().splitlines()[-1])
   assert record["drawings"] == 3000 and record["classes"] == 150 and "paper_test" in record["splits"]
+
+
+def test_every_dataset_refuses_an_unknown_split_before_reading_anything(tmp_path, monkeypatch):
+  """One `Dataset` row per name: an unknown split is a one-line error before any build or read (the TFDS build and
+  the npz reader must not run: both are replaced by failures here)."""
+  monkeypatch.setattr(data, "data_source", lambda *a, **k: pytest.fail("built before the split was checked"))
+  monkeypatch.setattr(data, "_omniglot_table", lambda *a, **k: pytest.fail("read before the split was checked"))
+  for name in data.DATASETS:
+    with pytest.raises(ValueError, match=f"unknown {name} split 'nope'"):
+      data.load(name, "nope", data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+    data.load("mnist")
+
+
+def test_few_shot_sets_are_alphabets_of_omniglot_and_classes_of_quickdraw(omniglot_all):
+  rows, known = data.set_rows("omniglot", omniglot_all, "Korean")
+  assert len(known) == 50 and len(rows) == 40 * 20 and set(omniglot_all["alphabet"][rows]) == {"Korean"}
+  qd = data.load("quickdraw_bitmap", "all", exemplar_space="")
+  rows, known = data.set_rows("quickdraw_bitmap", qd, known_qd := str(qd["class_names"][0]))
+  assert known_qd in known and (qd["labels"][rows] == 0).all() and len(rows) == (qd["labels"] == 0).sum()
+  assert len(data.set_rows("quickdraw_bitmap", qd, "no such class")[0]) == 0

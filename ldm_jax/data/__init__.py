@@ -6,18 +6,19 @@
 
 Datasets: `omniglot` (options: image_size, with_strokes), `quickdraw` (variant='raw'|'simplified'),
 `quickdraw_bitmap`, `clickme`, `quickdraw_fs` (the paper's npz, official or built by `python -m ldm_jax.data
-quickdraw_fs`, at <data dir>/quickdraw_fs/all_qd_fs_shuffled.npz). The device-resident pipeline is in
-`ldm_jax.data.pipeline`.
+quickdraw_fs`, at <data dir>/quickdraw_fs/all_qd_fs_shuffled.npz): one `Dataset` row each in `REGISTRY` (its
+builder, splits, reader and few-shot sets). The device-resident pipeline is in `ldm_jax.data.pipeline`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
 import logging
 import pathlib
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -25,7 +26,6 @@ from ldm_jax.data import sources
 from ldm_jax.data.exemplars import select_exemplars
 from ldm_jax.data.sources import DataError
 
-DATASETS = ("omniglot", "quickdraw", "quickdraw_bitmap", "clickme", "quickdraw_fs")
 QUICKDRAW_FS_FILE = "quickdraw_fs/all_qd_fs_shuffled.npz"   # the official file's name, under the data dir
 _READ_CHUNK = 4096
 
@@ -39,19 +39,11 @@ def tfds_quiet() -> None:
 def builder(name: str, *, data_dir: Optional[str] = None, build_dir: Optional[str] = None, image_size: int = 48,
             variant: str = "simplified"):
   """The TFDS builder of a dataset (not yet prepared)."""
-  from ldm_jax.data import clickme, omniglot, quickdraw
+  ds = dataset(name)
+  if ds.tfds_builder is None:
+    raise ValueError(f"{name} is a file, not a TFDS dataset")
   kwargs = dict(raw_dir=data_dir, data_dir=str(sources.build_dir(build_dir)), file_format="array_record")
-  if name == "omniglot":
-    if image_size not in omniglot.SIZES:
-      raise ValueError(f"omniglot image_size must be one of {omniglot.SIZES}, got {image_size}")
-    return omniglot.OmniglotFull(config=f"size{image_size}", **kwargs)
-  if name == "quickdraw":
-    return quickdraw.QuickdrawStrokes(config=variant, **kwargs)
-  if name == "quickdraw_bitmap":
-    return quickdraw.QuickdrawBitmap28(**kwargs)
-  if name == "clickme":
-    return clickme.ClickmeQuickdraw(**kwargs)
-  raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+  return ds.tfds_builder(image_size=image_size, variant=variant, **kwargs)
 
 
 def data_source(name: str, **options):
@@ -129,75 +121,146 @@ def _finish(images, labels, extra: dict[str, Any], exemplar_space: str) -> dict[
   return out
 
 
+def _load_omniglot(split, *, data_dir, build_dir, image_size, with_strokes, exemplar_space, **_):
+  from ldm_jax.data import omniglot
+  table = _omniglot_table(data_dir, build_dir, image_size, with_strokes)
+  rows, labels, rotations = omniglot.select_split(table, split, data_dir)
+  images = table["image"][rows]
+  for k in (1, 2, 3):  # Vinyals' rotated classes; np.rot90 turns counter-clockwise like PIL.rotate
+    sel = rotations == k
+    images[sel] = np.rot90(images[sel], k=k, axes=(1, 2))
+  extra = {k: table[k][rows] for k in ("alphabet", "character", "character_in_alphabet", "drawer")}
+  extra["rotation"] = rotations * 90
+  if with_strokes:
+    extra["strokes"] = table["strokes"][rows]
+  return _finish(images, labels, extra, exemplar_space)
+
+
+def _load_quickdraw_fs(split, *, data_dir, exemplar_space, **_):
+  from ldm_jax.data import quickdraw
+  path = sources.data_dir(data_dir) / QUICKDRAW_FS_FILE
+  if not path.exists():
+    raise DataError(f"no QuickDraw-FS file at {path}: put the official all_qd_fs_shuffled.npz there, or build one "
+                    f"with `python -m ldm_jax.data quickdraw_fs --critics_workdir=<SimCLR critics>`")
+  fs = quickdraw.load_quickdraw_fs(path, split)
+  classes = len(fs["exemplars"])
+  # The prototypes are drawings of their class: one more row per class, which is the class's exemplar.
+  images = np.concatenate([fs["images"], fs["exemplars"]])
+  labels = np.concatenate([fs["labels"], np.arange(classes, dtype=np.int32)])
+  out = {"images": images, "labels": labels, "class_names": fs["classes"]}
+  if exemplar_space:
+    out["exemplar_index"] = len(fs["images"]) + np.arange(classes)
+  return out
+
+
+def _tfds_table_loader(name: str, keys: tuple[str, ...], category_key: str, by_category_split: bool):
+  """A loader for the QuickDraw-family TFDS tables (one TFDS split; the paper's splits are sets of categories)."""
+  def load_table(split, *, data_dir, build_dir, variant, with_strokes, exemplar_space, **_):
+    src = data_source(name, data_dir=data_dir, build_dir=build_dir, variant=variant)["train"]
+    cols = _read_all(src, keys + (("strokes",) if with_strokes and name == "quickdraw" else ()))
+    table = {k: (_ragged(v) if k == "strokes" else _stack(v)) for k, v in cols.items()}
+    if by_category_split and split != "all":
+      from ldm_jax.data import quickdraw
+      rows = quickdraw.category_rows(table["category"], split, data_dir)
+      table = {k: v[rows] for k, v in table.items()}
+    names, labels = np.unique(table[category_key], return_inverse=True)
+    images = table.pop("image")
+    table["class_names"] = names
+    return _finish(images, labels, table, exemplar_space)
+  return load_table
+
+
+def _omniglot_splits():
+  from ldm_jax.data import omniglot
+  return omniglot.SPLITS
+
+
+def _category_splits():
+  from ldm_jax.data import quickdraw
+  return quickdraw.CATEGORY_SPLITS
+
+
+def _omniglot_builder(image_size, variant, **kwargs):
+  from ldm_jax.data import omniglot
+  if image_size not in omniglot.SIZES:
+    raise ValueError(f"omniglot image_size must be one of {omniglot.SIZES}, got {image_size}")
+  return omniglot.OmniglotFull(config=f"size{image_size}", **kwargs)
+
+
+def _quickdraw_builder(image_size, variant, **kwargs):
+  from ldm_jax.data import quickdraw
+  return quickdraw.QuickdrawStrokes(config=variant, **kwargs)
+
+
+def _quickdraw_bitmap_builder(image_size, variant, **kwargs):
+  from ldm_jax.data import quickdraw
+  return quickdraw.QuickdrawBitmap28(**kwargs)
+
+
+def _clickme_builder(image_size, variant, **kwargs):
+  from ldm_jax.data import clickme
+  return clickme.ClickmeQuickdraw(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """One dataset of the data layer: how it is built, which splits it has, how a split is read, and what a
+  few-shot set of it is (IMLE trains on one: a column whose value names the set, or a class name)."""
+  name: str
+  splits: Callable[[], tuple[str, ...]]
+  read: Callable[..., dict[str, Any]]            # (split, **options) → the arrays of `load`
+  tfds_builder: Optional[Callable[..., Any]]     # (image_size, variant, **TFDS kwargs) → builder; None: a file
+  set_column: str = ""                           # e.g. 'alphabet'; '' = a class (by `class_names`)
+
+
+REGISTRY: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("omniglot", _omniglot_splits, _load_omniglot, _omniglot_builder, set_column="alphabet"),
+    Dataset("quickdraw", _category_splits,
+            _tfds_table_loader("quickdraw", ("image", "category", "key_id", "recognized"), "category", True),
+            _quickdraw_builder),
+    Dataset("quickdraw_bitmap", _category_splits,
+            _tfds_table_loader("quickdraw_bitmap", ("image", "category"), "category", True), _quickdraw_bitmap_builder),
+    Dataset("clickme", lambda: ("all",),
+            _tfds_table_loader("clickme", ("image", "label", "category", "heatmap", "heatmap_half_a",
+                                           "heatmap_half_b", "n_sessions", "n_clicks"), "label", False),
+            _clickme_builder),
+    Dataset("quickdraw_fs", lambda: ("all", "train", "test"), _load_quickdraw_fs, None),
+)}
+DATASETS = tuple(REGISTRY)
+
+
+def dataset(name: str) -> Dataset:
+  if name not in REGISTRY:
+    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+  return REGISTRY[name]
+
+
 def load(name: str, split: str = "all", *, data_dir: Optional[str] = None, build_dir: Optional[str] = None,
          image_size: int = 48, variant: str = "simplified", with_strokes: bool = False,
          exemplar_space: str = "pixels") -> dict[str, Any]:
   """Numpy arrays of one split: `images` uint8 [N, H, W] (strokes = 255 on 0), `labels` int32 [N] (0..C-1),
   `exemplar_index` [C] (row of each class's exemplar, or absent when exemplar_space=''), plus per-dataset metadata.
   """
-  if name == "omniglot":
-    from ldm_jax.data import omniglot
-    table = _omniglot_table(data_dir, build_dir, image_size, with_strokes)
-    rows, labels, rotations = omniglot.select_split(table, split, data_dir)
-    images = table["image"][rows]
-    for k in (1, 2, 3):  # Vinyals' rotated classes; np.rot90 turns counter-clockwise like PIL.rotate
-      sel = rotations == k
-      images[sel] = np.rot90(images[sel], k=k, axes=(1, 2))
-    extra = {k: table[k][rows] for k in ("alphabet", "character", "character_in_alphabet", "drawer")}
-    extra["rotation"] = rotations * 90
-    if with_strokes:
-      extra["strokes"] = table["strokes"][rows]
-    return _finish(images, labels, extra, exemplar_space)
-  if name == "quickdraw_fs":
-    from ldm_jax.data import quickdraw
-    path = sources.data_dir(data_dir) / QUICKDRAW_FS_FILE
-    if not path.exists():
-      raise DataError(f"no QuickDraw-FS file at {path}: put the official all_qd_fs_shuffled.npz there, or build one "
-                      f"with `python -m ldm_jax.data quickdraw_fs --critics_workdir=<SimCLR critics>`")
-    if split not in ("all", "train", "test"):
-      raise ValueError(f"unknown quickdraw_fs split {split!r}; choose one of ('all', 'train', 'test')")
-    fs = quickdraw.load_quickdraw_fs(path, split)
-    classes = len(fs["exemplars"])
-    # The prototypes are drawings of their class: one more row per class, which is the class's exemplar.
-    images = np.concatenate([fs["images"], fs["exemplars"]])
-    labels = np.concatenate([fs["labels"], np.arange(classes, dtype=np.int32)])
-    out = {"images": images, "labels": labels, "class_names": fs["classes"]}
-    if exemplar_space:
-      out["exemplar_index"] = len(fs["images"]) + np.arange(classes)
-    return out
-  if name in ("quickdraw", "quickdraw_bitmap", "clickme"):
-    from ldm_jax.data import quickdraw
-    splits = quickdraw.CATEGORY_SPLITS if name != "clickme" else ("all",)
-    if split not in splits:
-      raise ValueError(f"unknown {name} split {split!r}; choose one of {splits}")
-    src = data_source(name, data_dir=data_dir, build_dir=build_dir, variant=variant)["train"]   # one TFDS split
-    keys = {"quickdraw": ("image", "category", "key_id", "recognized") + (("strokes",) if with_strokes else ()),
-            "quickdraw_bitmap": ("image", "category"),
-            "clickme": ("image", "label", "category", "heatmap", "heatmap_half_a", "heatmap_half_b", "n_sessions",
-                        "n_clicks")}[name]
-    cols = _read_all(src, keys)
-    table = {k: (_ragged(v) if k == "strokes" else _stack(v)) for k, v in cols.items()}
-    if name != "clickme" and split != "all":
-      rows = quickdraw.category_rows(table["category"], split, data_dir)
-      table = {k: v[rows] for k, v in table.items()}
-    category = table["label"] if name == "clickme" else table["category"]
-    names, labels = np.unique(category, return_inverse=True)
-    images = table.pop("image")
-    table["class_names"] = names
-    return _finish(images, labels, table, exemplar_space)
-  raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+  ds = dataset(name)
+  splits = ds.splits()
+  if split not in splits:   # before any build or read
+    raise ValueError(f"unknown {name} split {split!r}; choose one of {splits}")
+  return ds.read(split, data_dir=data_dir, build_dir=build_dir, image_size=image_size, variant=variant,
+                 with_strokes=with_strokes, exemplar_space=exemplar_space)
 
 
 def splits_of(name: str) -> tuple[str, ...]:
-  if name == "omniglot":
-    from ldm_jax.data import omniglot
-    return omniglot.SPLITS
-  if name == "clickme":
-    return ("all",)
-  if name == "quickdraw_fs":
-    return ("all", "train", "test")
-  from ldm_jax.data import quickdraw
-  return quickdraw.CATEGORY_SPLITS
+  return dataset(name).splits()
+
+
+def set_rows(name: str, d: dict[str, Any], set_name: str) -> tuple[np.ndarray, list[str]]:
+  """(rows of `d` in the few-shot set `set_name`, every set name of `d`): an Omniglot alphabet, a QuickDraw class."""
+  column = dataset(name).set_column
+  if column:
+    return np.flatnonzero(d[column] == set_name), sorted(set(d[column].tolist()))
+  names = [str(x) for x in d["class_names"]]
+  rows = np.flatnonzero(d["labels"] == names.index(set_name)) if set_name in names else np.array([], np.int64)
+  return rows, names
 
 
 def info(name: str, split: Optional[str] = None, **options) -> dict[str, Any]:
@@ -211,7 +274,8 @@ def info(name: str, split: Optional[str] = None, **options) -> dict[str, Any]:
   return {"dataset": name, **top, "splits": per_split}
 
 
-__all__ = ["DATASETS", "DataError", "builder", "data_source", "info", "load", "select_exemplars", "splits_of"]
+__all__ = ["DATASETS", "REGISTRY", "DataError", "Dataset", "builder", "data_source", "dataset", "info", "load",
+           "select_exemplars", "set_rows", "splits_of"]
 
 
 def load_split(cfg, split: str, limit: int = 0) -> dict[str, Any]:

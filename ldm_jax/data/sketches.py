@@ -16,7 +16,7 @@ Strokes-only sources get input images rendered by `ldm_jax.raster` (line ≈ 1 p
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,32 +25,49 @@ import numpy as np
 from ldm_jax.data import pipeline, sources
 from ldm_jax.data import strokes as S
 
-SOURCES = ("omniglot", "omniglot_npz", "quickdraw")
-DEFAULT_RDP = {"omniglot": 2.0, "omniglot_npz": 0.0, "quickdraw": 0.0}   # the last two are simplified already
 
-
-def _raw_drawings(source: str, split: str, data_dir, build_dir, variant: str):
-  """(list of absolute drawings, images uint8 [N, H, W] at 28 px or None, labels int32 [N] or None)."""
+def _omniglot(split: str, data_dir, build_dir, variant: str):
   from ldm_jax import data
-  if source == "omniglot":
-    d = data.load("omniglot", split, image_size=28, with_strokes=True, exemplar_space="", data_dir=data_dir,
-                  build_dir=build_dir)
-    rows = np.flatnonzero([len(s) > 0 for s in d["strokes"]] & (d["rotation"] == 0))
-    if not len(rows):
-      raise ValueError(f"omniglot split {split!r} has no drawings with strokes (only the background small1/small2 "
-                       "subsets have them: use split='background')")
-    return [d["strokes"][r] for r in rows], d["images"][rows], d["character"][rows].astype(np.int32)
-  if source == "omniglot_npz":
-    path = sources.fetch(sources.OMNIGLOT_NPZ, data_dir)
-    table = np.load(path, allow_pickle=True, encoding="latin1")
-    if split not in table:
-      raise ValueError(f"omniglot_npz split must be one of {sorted(table.files)}, got {split!r}")
-    return [S.stroke3_to_absolute(np.asarray(s, np.float32)) for s in table[split]], None, None
-  if source == "quickdraw":
-    d = data.load("quickdraw", "all", variant=variant, with_strokes=True, exemplar_space="", data_dir=data_dir,
-                  build_dir=build_dir)
-    return [S.stroke3_to_absolute(s) for s in d["strokes"]], None, d["labels"]   # stored as stroke-3
-  raise ValueError(f"unknown sketch source {source!r}; choose one of {SOURCES}")
+  d = data.load("omniglot", split, image_size=28, with_strokes=True, exemplar_space="", data_dir=data_dir,
+                build_dir=build_dir)
+  rows = np.flatnonzero([len(s) > 0 for s in d["strokes"]] & (d["rotation"] == 0))
+  if not len(rows):
+    raise ValueError(f"omniglot split {split!r} has no drawings with strokes (only the background small1/small2 "
+                     "subsets have them: use split='background')")
+  return [d["strokes"][r] for r in rows], d["images"][rows], d["character"][rows].astype(np.int32)
+
+
+def _omniglot_npz(split: str, data_dir, build_dir, variant: str):
+  path = sources.fetch(sources.OMNIGLOT_NPZ, data_dir)
+  table = np.load(path, allow_pickle=True, encoding="latin1")
+  if split not in table:
+    raise ValueError(f"omniglot_npz split must be one of {sorted(table.files)}, got {split!r}")
+  return [S.stroke3_to_absolute(np.asarray(s, np.float32)) for s in table[split]], None, None
+
+
+def _quickdraw(split: str, data_dir, build_dir, variant: str):
+  from ldm_jax import data
+  d = data.load("quickdraw", "all", variant=variant, with_strokes=True, exemplar_space="", data_dir=data_dir,
+                build_dir=build_dir)
+  return [S.stroke3_to_absolute(s) for s in d["strokes"]], None, d["labels"]   # stored as stroke-3
+
+
+class Source(NamedTuple):
+  read: Callable   # (split, data_dir, build_dir, variant) → (absolute drawings, images uint8 [N, 28, 28] or None,
+                   #  labels int32 [N] or None)
+  rdp_epsilon: float   # default simplification (the npz and QuickDraw are simplified already)
+  default_split: str
+
+
+SOURCES = {"omniglot": Source(_omniglot, 2.0, "background"), "omniglot_npz": Source(_omniglot_npz, 0.0, "train"),
+           "quickdraw": Source(_quickdraw, 0.0, "train")}
+DEFAULT_RDP = {name: src.rdp_epsilon for name, src in SOURCES.items()}
+
+
+def _source(name: str) -> Source:
+  if name not in SOURCES:
+    raise ValueError(f"unknown sketch source {name!r}; choose one of {tuple(SOURCES)}")
+  return SOURCES[name]
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))
@@ -74,9 +91,9 @@ def load_sketches(source: str, split: str = "", *, max_len: int = 64, image_size
                   build_dir: Optional[str] = None) -> dict[str, np.ndarray]:
   """Stroke-5 sequences padded to `max_len` (longer ones dropped and counted), their input images, labels where the
   source has them (else −1), and the offset scale (the training set's std unless `scale` is given)."""
-  split = split or {"omniglot": "background", "omniglot_npz": "train", "quickdraw": "train"}[source]
-  drawings, images, labels = _raw_drawings(source, split, data_dir, build_dir, variant)
-  eps = DEFAULT_RDP[source] if rdp_epsilon is None else rdp_epsilon
+  src = _source(source)
+  drawings, images, labels = src.read(split or src.default_split, data_dir, build_dir, variant)
+  eps = src.rdp_epsilon if rdp_epsilon is None else rdp_epsilon
   stroke3 = [S.offsets_from_start(S.simplify(d, eps)) for d in drawings]
   scale = scale or S.offset_scale(stroke3)
   batch, kept = S.pad_stroke5_batch(stroke3, max_len, scale)

@@ -29,15 +29,8 @@ def load_set(cfg) -> np.ndarray:
   QuickDraw category or of an Omniglot alphabet (all its characters)."""
   dc = cfg.data
   kw = {"data_dir": dc.data_dir or None, "build_dir": dc.build_dir or None}
-  if dc.name == "omniglot":
-    d = data_lib.load("omniglot", "all", image_size=dc.image_size, exemplar_space="", **kw)
-    rows = np.flatnonzero(d["alphabet"] == dc.category)
-    known = sorted(set(d["alphabet"].tolist()))
-  else:
-    d = data_lib.load(dc.name, "all", exemplar_space="", **kw)
-    names = [str(x) for x in d["class_names"]]
-    rows = np.flatnonzero(d["labels"] == names.index(dc.category)) if dc.category in names else np.array([])
-    known = names
+  d = data_lib.load(dc.name, "all", image_size=dc.image_size, exemplar_space="", **kw)
+  rows, known = data_lib.set_rows(dc.name, d, dc.category)
   if not len(rows):
     raise ValueError(f"data.category {dc.category!r} is not in {dc.name}; choose one of {known}")
   images = d["images"][rows[: dc.max_examples]]
