@@ -6,7 +6,7 @@
 
 Arg: `quickdraw_bitmap` (28×28, `data.category` a category name; default) or `omniglot` (48×48, an alphabet),
 `tiny` for a smoke run (tests). Every ε in `imle.epsilons` is one member (0 = IMLE); `--resume` continues an
-interrupted run to the same result.
+interrupted run to the same result. An epoch is one outer iteration (Algorithm 1: one pass over the set).
 """
 
 import ml_collections
@@ -37,12 +37,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                   # SimCLR features (in place of LPIPS); 0 = MSE only
   })
   c.train = ml_collections.ConfigDict({
-      "iterations": 2000,                         # outer iterations (the paper: ~10,000 epochs)
+      "epochs": 2000,                             # outer iterations, each one pass over the set (the paper: ~10,000)
       "lr": 2e-4,
       "b1": 0.9,
       "b2": 0.9,
       "weight_decay": 0.01,
-      "checkpoint_every_iterations": 100,
+      "checkpoint_every_epochs": 100,
+      "log_every_epochs": 50,                     # one progress line per 50 epochs off a terminal
       "keep_checkpoints": 2,
   })
   c.eval = ml_collections.ConfigDict({
@@ -53,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   if a.tiny:
     c.data.max_examples = 24
-    c.train.iterations = 4
-    c.train.checkpoint_every_iterations = 2
+    c.train.epochs = 4
+    c.train.checkpoint_every_epochs = 2
     c.eval.samples = 64
   return c

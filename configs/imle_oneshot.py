@@ -34,12 +34,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "depth": 3,
   })
   c.train = ml_collections.ConfigDict({
-      "iterations": 400, "lr": 2e-4, "b1": 0.9, "b2": 0.9, "weight_decay": 0.01,
-      "checkpoint_every_iterations": 50, "keep_checkpoints": 2,
+      "epochs": 400, "lr": 2e-4, "b1": 0.9, "b2": 0.9, "weight_decay": 0.01,   # an epoch = one outer iteration
+      "checkpoint_every_epochs": 50, "log_every_epochs": 20, "keep_checkpoints": 2,
   })
   c.eval = ml_collections.ConfigDict({"classes": 20, "samples_per_class": 10, "critics_workdir": ""})
   if a.tiny:
     c.imle.update(inner_steps=5, batch_size=16, width=64, depth=2)
-    c.train.update(iterations=4, checkpoint_every_iterations=2)
+    c.train.update(epochs=4, checkpoint_every_epochs=2)
     c.eval.samples_per_class = 4
   return c

@@ -104,20 +104,25 @@ class Checkpointer:
     restored = self.manager.restore(epoch, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     return restored["state"], epoch
 
-  def restore_or_start(self, state, resume: bool, total: int | None = None, length_key: str = "the run length"):
-    """(state, first step): the fresh `state` and 0 in an empty workdir; the latest checkpoint (placed like
+  def restore_or_start(self, state, resume: bool, total: int | None = None, length_key: str = "the run length",
+                       unit: str = "epoch"):
+    """(state, first unit): the fresh `state` and 0 in an empty workdir; the latest checkpoint (placed like
     `state`) with --resume; refuses to overwrite existing checkpoints otherwise, and refuses a checkpoint past
-    `total` steps (its parameters would be reported as those of a shorter run)."""
+    `total` units (its parameters would be reported as those of a shorter run)."""
     latest = self.latest_epoch()
     if latest is None:
       return state, 0
+    workdir = self.directory.parent
     if not resume:
-      raise ExistingRunError(f"{self.directory.parent} already holds checkpoints: pass --resume or choose another "
-                             "--workdir")
+      raise ExistingRunError(f"{workdir} already holds checkpoints (latest {unit} {latest}): pass --resume to "
+                             f"continue that run, or choose another --workdir")
     if total is not None and latest > total:
-      raise ConfigMismatchError(f"{self.directory.parent} holds a checkpoint at step {latest}, past "
-                                f"{length_key}={total}: resume with {length_key} ≥ {latest}")
-    return self.restore(abstract_like(state))
+      raise ConfigMismatchError(f"{workdir} holds a checkpoint at {unit} {latest}, past {length_key}={total}: resume "
+                                f"with --config.{length_key}={latest} or more (the results would otherwise be those "
+                                f"of {unit} {latest})")
+    state, start = self.restore(abstract_like(state))
+    logging.getLogger(__name__).info("resumed from %s %d", unit, start)
+    return state, start
 
   def wait(self) -> None:
     self._write_manifests()

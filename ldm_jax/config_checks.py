@@ -16,7 +16,10 @@ from ldm_jax.sampling import SAMPLERS
 from ldm_jax.train.precision import COMPUTE_DTYPES
 from ldm_jax.train.sweep import SWEEP_MODES
 
-RUN_LENGTH_KEYS = ("epochs", "iterations", "steps")
+RUN_LENGTH_KEYS = ("epochs", "steps")   # an epoch-based job (RAE, LDM, critics, IMLE) | SketchEmbedNet
+# Keys that were renamed when every trainer moved onto the one host loop: an override of the old name is told the new.
+RENAMED_KEYS = {"train.iterations": "train.epochs",
+                "train.checkpoint_every_iterations": "train.checkpoint_every_epochs"}
 POSITIVE_KEYS = ("batch_size", *RUN_LENGTH_KEYS)
 
 
@@ -25,6 +28,12 @@ class ConfigError(ValueError):
 
 
 def _check_train(train: ml_collections.ConfigDict, prefix: str) -> None:
+  units = [k for k in RUN_LENGTH_KEYS if k in train]
+  if len(units) > 1:
+    raise ConfigError(f"{prefix}train has both {units[0]} and {units[1]}: one run length, in one unit")
+  for key in train:   # checkpoint/log intervals count the run's own unit
+    if key.startswith(("checkpoint_every_", "log_every_")) and units and not key.endswith("_" + units[0]):
+      raise ConfigError(f"{prefix}train.{key} counts another unit than train.{units[0]}")
   for key in POSITIVE_KEYS:
     if key in train and not train[key] > 0:
       raise ConfigError(f"{prefix}train.{key} must be positive, got {train[key]!r}")

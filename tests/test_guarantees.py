@@ -106,6 +106,28 @@ def test_config_errors_are_one_line_before_anything_is_written(tmp_path, overrid
   assert not (tmp_path / "w").exists()
 
 
+def test_a_renamed_key_names_its_new_name(tmp_path):
+  out = run_main("--config=configs/imle.py:tiny", "--config.train.iterations=3", f"--workdir={tmp_path}/w", timeout=120)
+  lines = out.stderr.strip().splitlines()
+  assert out.returncode == 2 and len(lines) == 1 and "'train.iterations'" in lines[0] and "'train.epochs'" in lines[0]
+  assert not (tmp_path / "w").exists()
+
+
+def test_every_trainer_counts_its_run_length_and_intervals_in_one_unit():
+  """One host loop, one key pattern: train.<unit>, train.checkpoint_every_<unit>, train.log_every_<unit>."""
+  import importlib
+
+  from ldm_jax import config_checks
+  for job, unit in (("rae", "epochs"), ("ldm", "epochs"), ("critics", "epochs"), ("imle", "epochs"),
+                    ("imle_oneshot", "epochs"), ("sketch", "steps")):
+    train = importlib.import_module(f"configs.{job}").get_config().train
+    assert unit in train and f"checkpoint_every_{unit}" in train, job
+  cfg = importlib.import_module("configs.imle").get_config()
+  cfg.train.log_every_steps = 10
+  with pytest.raises(config_checks.ConfigError, match="log_every_steps counts another unit than train.epochs"):
+    config_checks.validate(cfg)
+
+
 def test_config_values_are_checked_in_every_job_and_stage():
   import importlib
 

@@ -73,7 +73,7 @@ def test_precision_recall_and_frechet_known_values():
 @pytest.mark.slow
 @pytest.mark.real_data
 def test_imle_job_on_real_drawings_resumes_to_the_same_result(tmp_path):
-  """Both members (IMLE, RS-IMLE) train as one vmapped program on 24 QuickDraw cats; 2 iterations + resume to 4
+  """Both members (IMLE, RS-IMLE) train as one vmapped program on 24 QuickDraw cats; 2 epochs + resume to 4
   equals 4 straight; a run over existing checkpoints without --resume is refused."""
   import json
 
@@ -87,15 +87,27 @@ def test_imle_job_on_real_drawings_resumes_to_the_same_result(tmp_path):
     assert 0.0 <= m["precision"] <= 1.0 and 0.0 <= m["recall"] <= 1.0 and m["frechet_distance"] >= 0.0
     assert m["loss_last"] < m["loss_first"]
   half = imle_config.get_config("tiny")
-  half.train.iterations = 2
+  half.train.epochs = 2
   job.train_and_evaluate(half, str(tmp_path / "resumed"))
   with pytest.raises(checkpoint.ExistingRunError):
     job.train_and_evaluate(cfg, str(tmp_path / "resumed"))
+  with open(tmp_path / "resumed" / "metrics.jsonl", "a") as f:   # a run killed after epoch 3, before its checkpoint
+    f.write(json.dumps({"epoch": 3, "member": 0, "loss": -1.0}) + "\n")
   resumed = job.train_and_evaluate(cfg, str(tmp_path / "resumed"), resume=True)
   assert resumed["members"] == straight["members"]
   lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
-  assert [json.loads(line)["iteration"] for line in lines] == [1, 1, 2, 2, 3, 3, 4, 4]
+  assert [json.loads(line)["epoch"] for line in lines] == [1, 1, 2, 2, 3, 3, 4, 4]
   assert (tmp_path / "resumed" / "samples.png").exists()
+
+
+def test_a_diverged_member_keeps_its_last_finite_state_and_the_others_train():
+  """Pure math on a stacked pytree: per member, the new state where its loss is finite, else the old one."""
+  old = {"w": jnp.zeros((3, 2)), "b": jnp.zeros(3)}
+  new = {"w": jnp.ones((3, 2)), "b": jnp.ones(3)}
+  kept, m = algorithm.keep_finite(old, new, {"loss": jnp.array([1.0, jnp.nan, 2.0])})
+  np.testing.assert_array_equal(kept["w"], [[1, 1], [0, 0], [1, 1]])
+  np.testing.assert_array_equal(kept["b"], [1, 0, 1])
+  np.testing.assert_array_equal(m["nonfinite_steps"], [0, 1, 0])
 
 
 def test_conditional_imle_learns_each_class_around_its_exemplar():

@@ -146,6 +146,29 @@ def test_teacher_forced_step_is_finite_and_the_pixel_loss_reaches_the_encoder(om
       assert np.all(d[end[0]:, 4] == 1)
 
 
+def test_a_non_finite_training_step_is_skipped_and_counted(omniglot_sketches):
+  """As in the sweep trainer: a step whose loss is NaN (a poisoned drawing) leaves the state as it was (only the
+  step counter moves, so the batch schedule and curriculum stay aligned) and reports nonfinite_steps = 1."""
+  from configs import sketch as sketch_config
+  from ldm_jax.jobs import sketch as job
+  cfg = sketch_config.get_config("tiny")
+  model, tx = job.build_model(cfg.model), job.make_optimizer(cfg.train)
+  step = job.make_train_step(model, tx, cfg.train, 28)
+  images = jnp.asarray(omniglot_sketches["images"][:16])
+  strokes = jnp.asarray(omniglot_sketches["strokes"][:16])
+  fresh = lambda: job.init_state(model, tx, jax.random.PRNGKey(0), images, strokes)
+  before = jax.tree.map(np.asarray, fresh())
+  rows = jnp.arange(8)
+  poisoned, m = step(fresh(), images, strokes.at[0, 0, 0].set(jnp.nan), rows, jax.random.PRNGKey(1))
+  assert int(m["nonfinite_steps"]) == 1 and not np.isfinite(float(m["loss"])) and int(poisoned["step"]) == 1
+  for a, b in zip(jax.tree.leaves(poisoned["params"]), jax.tree.leaves(before["params"])):
+    np.testing.assert_array_equal(a, b)
+  trained, m = step(fresh(), images, strokes, rows, jax.random.PRNGKey(1))
+  assert int(m["nonfinite_steps"]) == 0
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(trained["params"]),
+                                                      jax.tree.leaves(before["params"])))
+
+
 def test_latent_interpolation_and_arithmetic_known_values():
   from ldm_jax.sketch import latent
   a, b = jnp.array([0.0, 2.0]), jnp.array([4.0, -2.0])
@@ -205,11 +228,15 @@ def test_sketch_job_end_to_end_and_resume_gives_the_same_result(tmp_path):
   half = sketch_config.get_config("tiny")
   half.train.steps = 3                                   # an interrupted run, then resumed to the full length
   job.train(half, str(tmp_path / "resumed"))
+  with open(tmp_path / "resumed" / "metrics.jsonl", "a") as f:    # a run killed after step 4, before its checkpoint
+    f.write(json.dumps({"step": 4, "member": 0, "loss": -1.0}) + "\n")
   _, resumed, _, _ = job.train(cfg, str(tmp_path / "resumed"), resume=True)
   _, full, _, _ = job.train(cfg, str(tmp_path / "full"), resume=True)    # restores the finished run
   jax.tree.map(np.testing.assert_array_equal, resumed, full)
-  last = lambda run: json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1])
-  assert last("resumed") == last("full") and last("full")["step"] == 6
+  untimed = lambda run: [{k: v for k, v in json.loads(line).items() if k != "step_seconds"}
+                         for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+  # the uninterrupted run's lines, plus the 3-step run's last step; the killed run's line past its checkpoint is gone
+  assert [r for r in untimed("resumed") if r["step"] != 3] == untimed("full") and untimed("full")[-1]["step"] == 6
   other = sketch_config.get_config("tiny")
   other.model.units = 48
   with pytest.raises(checkpoint.ConfigMismatchError, match="model.units"):

@@ -15,17 +15,17 @@ re-assigned point's threshold becomes `tau_decay` × its new distance.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 from typing import Any, Callable
 
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
+from ldm_jax import checkpoint
 from ldm_jax.imle import search
+from ldm_jax.train import loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,24 +126,34 @@ def fit(state: ImleState, outer_step, data: jax.Array, data_embedded: jax.Array,
   return state, records, (jnp.stack(selections) if history else None)
 
 
-def fit_members(vstep, states, data: tuple, epsilons, iterations: range, ckpt,
-                checkpoint_every: int, metrics_path: pathlib.Path, base_key: jax.Array):
-  """The host loop of a vmapped ε sweep (IMLE and RS-IMLE as members): one program call per outer iteration with
-  keys fixed by (iteration, member), so a resumed run repeats an uninterrupted one; a metrics line per member,
-  a checkpoint every `checkpoint_every` iterations and at the last, a stop on a non-finite loss."""
+@jax.jit
+def keep_finite(old, new, metrics):
+  """Per member: the new state where its iteration's loss is finite, else its last finite one (counted in
+  `nonfinite_steps`, 1 per iteration), so one diverged ε leaves the others training."""
+  finite = jnp.isfinite(metrics["loss"])
+  pick = lambda a, b: jnp.where(finite.reshape(finite.shape + (1,) * (a.ndim - 1)), a, b)
+  return jax.tree.map(pick, new, old), {**metrics, "nonfinite_steps": (~finite).astype(jnp.int32)}
+
+
+def fit_members(vstep, states, data: tuple, epsilons, base_key: jax.Array, *, workdir: pathlib.Path, config,
+                resume: bool, examples_per_epoch: int, desc: str = "imle"):
+  """A vmapped ε sweep (IMLE and RS-IMLE as members) through the one host loop (`ldm_jax.train.loop.run`): an
+  epoch is one outer iteration (one selection for every data point, then L inner steps: one pass over the set
+  with the default L), one program call with keys fixed by (iteration, member), so a resumed run repeats an
+  uninterrupted one; `train.epochs`, `train.checkpoint_every_epochs`, `train.log_every_epochs` as every job."""
+  tc = config.train
+  ckpt = checkpoint.Checkpointer(workdir, config.to_dict(), keep=tc.keep_checkpoints)
+  states, start = ckpt.restore_or_start(states, resume, tc.epochs, "train.epochs")
   eps = jnp.asarray(epsilons, jnp.float32)
   members = jnp.arange(len(epsilons))
-  with open(metrics_path, "a") as f:
-    for it in iterations:
-      keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
-      states, metrics = vstep(states, *data, keys, eps)
-      metrics = jax.device_get(metrics)
-      if not np.all(np.isfinite(metrics["loss"])):
-        raise FloatingPointError(f"non-finite IMLE loss at iteration {it + 1}: {metrics['loss']}")
-      for m, epsilon in enumerate(epsilons):
-        f.write(json.dumps({"iteration": it + 1, "epsilon": epsilon,
-                            **{name: float(v[m]) for name, v in metrics.items()}}) + "\n")
-      if (it + 1) % checkpoint_every == 0 or it + 1 == iterations.stop:
-        ckpt.save(it + 1, states)
-  ckpt.wait()
-  return states
+
+  def advance(states, it):
+    keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
+    new, metrics = vstep(states, *data, keys, eps)
+    return keep_finite(states, new, metrics)
+
+  described = [{"name": "RS-IMLE" if e else "IMLE", "epsilon": float(e)} for e in epsilons]
+  return loop.run(workdir=pathlib.Path(workdir), config=config, states=states, advance=advance, start=start,
+                  total=tc.epochs, members=described, steps_per_unit=1, examples_per_unit=examples_per_epoch,
+                  checkpoint_every=tc.checkpoint_every_epochs, log_every=tc.get("log_every_epochs", 1), desc=desc,
+                  checkpointer=ckpt, tensorboard_on=tc.get("tensorboard", False))

@@ -15,11 +15,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import checkpoint
 from ldm_jax import data as data_lib
 from ldm_jax.eval import distribution
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, generator, search
+from ldm_jax.train import loop
 
 log = logging.getLogger(__name__)
 
@@ -107,34 +107,33 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   keys = jax.random.split(jax.random.PRNGKey(cfg.seed), k)
   init = lambda key: algorithm.init_state(model.init(key, jnp.zeros((1, model.latent_dim))), tx, n, model.latent_dim)
   states = jax.jit(jax.vmap(init))(keys)
-  ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  states, start = ckpt.restore_or_start(states, resume, tc.iterations, "train.iterations")
   x = jnp.asarray(images)
-  x_emb = embed(x)
-  states = algorithm.fit_members(vstep, states, (x, x_emb), ic.epsilons, range(start, tc.iterations), ckpt,
-                       tc.checkpoint_every_iterations, out / "metrics.jsonl", jax.random.PRNGKey(cfg.seed + 2))
+  states = algorithm.fit_members(vstep, states, (x, embed(x)), ic.epsilons, jax.random.PRNGKey(cfg.seed + 2),
+                                 workdir=out, config=cfg, resume=resume,
+                                 examples_per_epoch=settings.inner_steps * settings.batch_size)
 
   space, features = feature_fn(cfg)
   real = features(images)
   rows, labels, members = [(images[: cfg.eval.grid] + 1) / 2], ["data"], []
   z = jax.random.normal(jax.random.PRNGKey(cfg.seed + 3), (cfg.eval.samples, model.latent_dim))
-  records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+  records = loop.read_metrics(out)
   for m, eps in enumerate(ic.epsilons):
     params = jax.tree.map(lambda v: v[m], states.params)
     samples = np.asarray(gen(params, z))
     fake = features(samples)
     prec, rec = distribution.precision_recall(jnp.asarray(real), jnp.asarray(fake), cfg.eval.k)
-    mine = [r for r in records if r["epsilon"] == eps]
+    mine = [r for r in records if r["member"] == m and r["loss"] is not None]   # its finite epochs
     members.append({"method": "RS-IMLE" if eps else "IMLE", "epsilon": eps, "precision": float(prec),
                     "recall": float(rec), "frechet_distance": distribution.frechet_distance(real, fake),
                     "loss_first": mine[0]["loss"], "loss_last": mine[-1]["loss"],
-                    "rejected_fraction_last": mine[-1]["rejected_fraction"]})
+                    "rejected_fraction_last": mine[-1]["rejected_fraction"],
+                    "nonfinite_epochs": sum(r["nonfinite_steps"] for r in records if r["member"] == m)})
     rows.append((samples[: cfg.eval.grid] + 1) / 2)
     labels.append(f"{members[-1]['method']} ε={eps:g}")
     log.info("%s: loss %.4f → %.4f, precision %.3f, recall %.3f, Fréchet %.3f (%s)", labels[-1],
              members[-1]["loss_first"], members[-1]["loss_last"], prec, rec, members[-1]["frechet_distance"], space)
   write_grid(out / "samples.png", rows, labels, title=f"{cfg.data.name} '{cfg.data.category}', n = {n}")
-  summary = {"data": cfg.data.name, "category": cfg.data.category, "n": n, "iterations": tc.iterations,
+  summary = {"data": cfg.data.name, "category": cfg.data.category, "n": n, "epochs": tc.epochs,
              "feature_space": space, "members": members}
   (out / "summary.json").write_text(json.dumps(summary, indent=1))
   return summary

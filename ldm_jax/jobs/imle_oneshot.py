@@ -16,12 +16,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from ldm_jax import checkpoint
 from ldm_jax import data as data_lib
 from ldm_jax import rae as rae_job
 from ldm_jax.eval.figures import write_grid
 from ldm_jax.imle import algorithm, conditional
 from ldm_jax.models.rae import RAE, decode_latents
+from ldm_jax.train import loop
 
 log = logging.getLogger(__name__)
 
@@ -80,18 +80,16 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     return algorithm.init_state(params, tx, n, ic.noise_dim)
 
   states = jax.jit(jax.vmap(init))(jax.random.split(jax.random.PRNGKey(cfg.seed), k))
-  ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  states, start = ckpt.restore_or_start(states, resume, tc.iterations, "train.iterations")
   states = algorithm.fit_members(vstep, states, (jnp.asarray(data), jnp.asarray(exemplars)), ic.epsilons,
-                       range(start, tc.iterations), ckpt, tc.checkpoint_every_iterations, out / "metrics.jsonl",
-                       jax.random.PRNGKey(cfg.seed + 1))
+                                 jax.random.PRNGKey(cfg.seed + 1), workdir=out, config=cfg, resume=resume,
+                                 examples_per_epoch=settings.inner_steps * settings.batch_size, desc="imle_oneshot")
 
   test = data_lib.load_split(rae_cfg, rae_cfg.data.eval_split)
   classes = min(ec.classes, len(test["exemplar_index"]))
   ex_images = test["images"][test["exemplar_index"][:classes]]
   e_test = (np.asarray(encode(variables, jnp.asarray(ex_images), jax.random.PRNGKey(cfg.seed + 1))) - mean) / std
   noise = jax.random.normal(jax.random.PRNGKey(cfg.seed + 2), (classes * ec.samples_per_class, ic.noise_dim))
-  records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+  records = loop.read_metrics(out)
   members_out, sets = [], {}
   for m, epsilon in enumerate(ic.epsilons):
     params = jax.tree.map(lambda v: v[m], states.params)
@@ -100,7 +98,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     method = "RS-IMLE" if epsilon else "IMLE"
     sets[method] = images
     np.savez_compressed(out / f"samples_{method}.npz", images=images, exemplars=ex_images)
-    mine = [r for r in records if r["epsilon"] == epsilon]
+    mine = [r for r in records if r["member"] == m and r["loss"] is not None]   # its finite epochs
     members_out.append({"method": method, "epsilon": epsilon, "loss_first": mine[0]["loss"],
                         "loss_last": mine[-1]["loss"], "rejected_fraction_last": mine[-1]["rejected_fraction"]})
   shown = min(classes, 12)

@@ -24,6 +24,7 @@ from ldm_jax.eval.figures import write_grid
 from ldm_jax.sketch import fewshot, latent
 from ldm_jax.sketch.losses import curriculum_alpha, sketch_losses
 from ldm_jax.sketch.model import SketchEmbedNet
+from ldm_jax.train import loop, sweep
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,15 @@ def make_train_step(model: SketchEmbedNet, tx, tc, image_size: int):
     return total, (metrics, updates["batch_stats"])
 
   def step(state, images, strokes, rows, key):
-    grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(
+    (total, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], state["batch_stats"], images[rows], strokes[rows], key, alpha_of(state["step"]))
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    return ({"params": optax.apply_updates(state["params"], updates), "batch_stats": batch_stats,
-             "opt_state": opt_state, "step": state["step"] + 1}, metrics)
+    # A non-finite step is skipped (the state stays the last finite one), as in the sweep trainer.
+    finite = jnp.isfinite(total) & sweep.all_finite(grads)
+    trained = sweep.keep_if_finite(finite, {"params": optax.apply_updates(state["params"], updates),
+                                            "batch_stats": batch_stats, "opt_state": opt_state},
+                                   {k: state[k] for k in ("params", "batch_stats", "opt_state")})
+    return {**trained, "step": state["step"] + 1}, {**metrics, "nonfinite_steps": (~finite).astype(jnp.int32)}
 
   return jax.jit(step, donate_argnums=0)
 
@@ -177,23 +182,21 @@ def train(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False):
   state = init(jax.random.PRNGKey(cfg.seed), images[:2], strokes[:2])
   random_variables = jax.tree.map(jnp.copy, {"params": state["params"], "batch_stats": state["batch_stats"]})
   ckpt = checkpoint.Checkpointer(out, cfg.to_dict(), keep=tc.keep_checkpoints)
-  state, start = ckpt.restore_or_start(state, resume, tc.steps, "train.steps")
+  state, start = ckpt.restore_or_start(state, resume, tc.steps, "train.steps", unit="step")
   base = jax.random.PRNGKey(cfg.seed + 1)
-  with open(out / "metrics.jsonl", "a") as f:
-    for step in range(start, tc.steps):
-      rows = jnp.asarray(batch_rows(cfg.seed, step, n, tc.batch_size))
-      state, metrics = train_step(state, images, strokes, rows, jax.random.fold_in(base, step))
-      if (step + 1) % tc.log_every_steps == 0 or step + 1 == tc.steps:
-        m = {k: float(v) for k, v in metrics.items()}
-        if not np.isfinite(m["loss"]):
-          raise FloatingPointError(f"non-finite SketchEmbedNet loss at step {step + 1}: {m}")
-        f.write(json.dumps({"step": step + 1, **m}) + "\n")
-        f.flush()
-      if (step + 1) % tc.checkpoint_every_steps == 0 or step + 1 == tc.steps:
-        ckpt.save(step + 1, state)
-  ckpt.wait()
+
+  def advance(state, step):
+    rows = jnp.asarray(batch_rows(cfg.seed, step, n, tc.batch_size))
+    state, metrics = train_step(state, images, strokes, rows, jax.random.fold_in(base, step))
+    return state, jax.tree.map(lambda v: v[None], metrics)     # one member
+
+  state = loop.run(workdir=out, config=cfg, states=state, advance=advance, start=start, total=tc.steps,
+                   members=[{"name": "sketchembednet"}], steps_per_unit=1, examples_per_unit=tc.batch_size,
+                   checkpoint_every=tc.checkpoint_every_steps, log_every=tc.log_every_steps, desc="sketch",
+                   checkpointer=ckpt, unit="step", record_every=tc.log_every_steps,
+                   tensorboard_on=tc.get("tensorboard", False))
   variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
-  records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+  records = [r for r in loop.read_metrics(out) if r["loss"] is not None]
   window = max(1, min(5, len(records) // 4))
   summary = {"source": dc.source, "drawings": n, "dropped": int(sketches["dropped"]),
              "offset_scale": float(sketches["scale"]), "steps": tc.steps,

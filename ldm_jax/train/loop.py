@@ -1,7 +1,10 @@
-"""The host side of training: mesh, resume, epochs, per-member metrics and checkpoints. No model knowledge.
+"""The host side of training — the one loop every trainer runs (`run`): resume, per-member metrics and NaN
+accounting, progress lines, TensorBoard, checkpoints. No model knowledge.
 
-Host code runs only between compiled epochs: one device→host transfer of the epoch's metrics, then logging and,
-every few epochs, an orbax checkpoint.
+A trainer hands `run` its stacked member states and an `advance(states, unit) → (states, metrics)` that does one
+unit of work as compiled programs: an epoch of the sweep trainer (RAE, LDM, critics: `fit`), an outer iteration =
+one pass over the few-shot set of (RS-)IMLE, a step of SketchEmbedNet. Host code runs only between units: one
+device→host transfer of the unit's metrics, then logging and, every few units, an orbax checkpoint.
 """
 
 from __future__ import annotations
@@ -25,15 +28,15 @@ log = logging.getLogger(__name__)
 
 
 class MetricsWriter:
-  """Appends one JSON line per (epoch, member) to `metrics.jsonl`."""
+  """Appends one JSON line per (unit, member) to `metrics.jsonl`; `unit` names the counter ('epoch', 'step')."""
 
-  def __init__(self, path: pathlib.Path, truncate_after_epoch: int | None = None):
+  def __init__(self, path: pathlib.Path, truncate_after_epoch: int | None = None, unit: str = "epoch"):
     self.path = path
     self.enabled = distributed.is_primary()  # one writer in a multi-host run
-    # drop lines a killed run wrote after its checkpoint
+    # drop lines a killed run wrote after its checkpoint (a resumed run writes them again)
     if self.enabled and truncate_after_epoch is not None and path.exists():
       keep = [line for line in path.read_text().splitlines()
-              if line.strip() and json.loads(line).get("epoch", 0) <= truncate_after_epoch]
+              if line.strip() and json.loads(line).get(unit, 0) <= truncate_after_epoch]
       path.write_text("".join(line + "\n" for line in keep))
 
   def write(self, record: dict[str, Any]) -> None:
@@ -48,7 +51,7 @@ def epoch_record(metrics: dict[str, np.ndarray], member: int, steps: int) -> dic
   means are None (null), never the 0.0 that a mean over zero finite steps would give."""
   record = {k: float(np.asarray(v)[member]) for k, v in metrics.items()}
   if record["nonfinite_steps"] >= steps:
-    record.update({k: None for k in record if k not in ("nonfinite_steps", "epoch_seconds")})
+    record.update({k: None for k in record if k != "nonfinite_steps" and not k.endswith("_seconds")})
   return record
 
 
@@ -59,7 +62,7 @@ def _duration(seconds: float) -> str:
 
 
 def progress_line(desc: str, epoch: int, total: int, losses: list[float | None], examples_per_second: float,
-                  eta_seconds: float | None) -> str:
+                  eta_seconds: float | None, unit: str = "epoch") -> str:
   """One line a person can follow in a log file: 'rae epoch 3/6 · loss 223.2 228.4 · 512 ex/s · ETA 2m10s'
   (members' losses in order, or min/median/max beyond 8 members; a diverged member's loss shows as nan)."""
   vals = [float("nan") if v is None else v for v in losses]
@@ -69,7 +72,7 @@ def progress_line(desc: str, epoch: int, total: int, losses: list[float | None],
     q = np.nanpercentile(vals, [0, 50, 100]) if np.isfinite(vals).any() else [float("nan")] * 3
     loss = f"min {q[0]:.4g} median {q[1]:.4g} max {q[2]:.4g} ({len(vals)} members)"
   eta = "" if eta_seconds is None else f" · ETA {_duration(eta_seconds)}"
-  return f"{desc} epoch {epoch}/{total} · loss {loss} · {examples_per_second:,.0f} ex/s{eta}"
+  return f"{desc} {unit} {epoch}/{total} · loss {loss} · {examples_per_second:,.0f} ex/s{eta}"
 
 
 def eta_seconds(epoch_seconds: list[float], epochs_left: int) -> float | None:
@@ -115,21 +118,7 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
   mesh = sharding.make_mesh(k, tc.batch_size, config.mesh.sweep, config.mesh.data)
   ckpt = checkpoint.Checkpointer(workdir, config.to_dict(), keep=tc.keep_checkpoints)
   states = sweep.init_sweep(init_fn, tx, sweep.member_keys(config.seed, k), mesh)
-  start = 0
-  if ckpt.latest_epoch() is not None:
-    if not resume:
-      raise checkpoint.ExistingRunError(
-          f"{workdir} already holds checkpoints (latest epoch {ckpt.latest_epoch()}): pass --resume to continue "
-          f"that run, or choose another --workdir")
-    latest = ckpt.latest_epoch()
-    if latest > tc.epochs:
-      raise checkpoint.ConfigMismatchError(
-          f"{workdir} holds a checkpoint at epoch {latest}, past train.epochs={tc.epochs}: resume with "
-          f"--config.train.epochs={latest} or more (the results would otherwise be those of epoch {latest})")
-    states, start = ckpt.restore(checkpoint.abstract_like(states))
-    log.info("resumed from epoch %d", start)
-  distributed.write_text(workdir / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
-  distributed.write_text(workdir / "members.json", json.dumps(members, indent=1))
+  states, start = ckpt.restore_or_start(states, resume, tc.epochs, "train.epochs")
   if jax.process_count() > 1:  # host copies: each process places the same arrays on its share of the global mesh
     hparams, data = jax.device_get((hparams, data))
   hparams = sharding.shard_members(hparams, mesh)
@@ -137,48 +126,75 @@ def fit(*, workdir: str | pathlib.Path, config, init_fn: Callable, loss_fn: Call
   mode = sweep.resolve_sweep_mode(tc.sweep_mode, mesh.size)
   epoch_fn = sweep.make_epoch_fn(loss_fn, tx, tc.batch_size, mesh if mode != "sequential" else None, mode,
                                  member_data=member_data)
-  writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start)
-  every = max(1, tc.checkpoint_every_epochs)
-  # A progress bar on a terminal; elsewhere (CI, nohup, SLURM) one log line per `train.log_every_epochs`.
-  bar = tqdm(range(start + 1, tc.epochs + 1), desc=desc, initial=start, total=tc.epochs, disable=None)
-  log_every = 0 if not bar.disable else max(1, tc.get("log_every_epochs", 1))
   steps = pipeline.steps_per_epoch(data.num_examples, tc.batch_size)
-  seconds = []
-  board = tensorboard.Board(workdir, tc.get("tensorboard", False))
-  records = []
-  for epoch in bar:
-    t0 = time.perf_counter()
-    states, metrics = epoch_fn(states, hparams, data)
-    metrics = jax.device_get(metrics)
-    seconds.append(time.perf_counter() - t0)
-    metrics["epoch_seconds"] = np.full(k, seconds[-1])  # the first epoch includes compilation
-    diverged = []
-    records = [epoch_record(metrics, i, steps) for i in range(k)]
-    board.epoch(epoch, members, records)
-    for i, (member, record) in enumerate(zip(members, records)):
-      writer.write({"epoch": epoch, "member": i, **member, **record})
-      if record["nonfinite_steps"] > 0:
-        log.warning("member %d (%s): %d of %d steps non-finite (skipped) in epoch %d", i, member.get("name", ""),
-                    int(record["nonfinite_steps"]), steps, epoch)
-      if record["nonfinite_steps"] >= steps:
-        diverged.append(i)
-    if log_every and (epoch % log_every == 0 or epoch == tc.epochs) and distributed.is_primary():
-      log.info("%s", progress_line(desc, epoch, tc.epochs, [r.get("loss") for r in records],
-                                   steps * tc.batch_size * k / seconds[-1], eta_seconds(seconds, tc.epochs - epoch)))
-    if epoch % every == 0 or epoch == tc.epochs:
-      ckpt.save(epoch, states, {"members": members, **(meta or {})})
-    if len(diverged) == k:
-      ckpt.wait()
-      raise FloatingPointError(f"every member's loss was non-finite for all of epoch {epoch}; the last checkpoint "
-                               f"in {ckpt.directory} holds the last finite parameters")
-  ckpt.wait()
-  ckpt.close()
-  if records:
-    board.hparams(members, records)
-  board.close()
+  states = run(workdir=workdir, config=config, states=states, advance=lambda st, _: epoch_fn(st, hparams, data),
+               start=start, total=tc.epochs, members=members, steps_per_unit=steps,
+               examples_per_unit=steps * tc.batch_size, checkpoint_every=tc.checkpoint_every_epochs,
+               log_every=tc.get("log_every_epochs", 1), desc=desc, checkpointer=ckpt, meta=meta,
+               tensorboard_on=tc.get("tensorboard", False))
   if jax.process_count() > 1:
     states = distributed.to_host(states)
   return states, mesh
+
+
+def run(*, workdir: pathlib.Path, config, states, advance: Callable, start: int, total: int, members: list[dict],
+        steps_per_unit: int, examples_per_unit: int, checkpoint_every: int, log_every: int, desc: str,
+        checkpointer: checkpoint.Checkpointer, unit: str = "epoch", meta: dict | None = None,
+        tensorboard_on: bool = False, record_every: int = 1):
+  """The one host loop: units start+1..total of `advance(states, unit index) → (states, metrics)`, whose metrics
+  hold one value per member ([K] arrays) including `nonfinite_steps` (of `steps_per_unit`: the trainer skips a
+  non-finite step, keeping that member's last finite state). Per unit and member: one `metrics.jsonl` line
+  (or every `record_every` units, and at any unit with a non-finite step; a member with no finite step reports
+  null means, and a warning); every `log_every` units one progress line
+  off a terminal (a tqdm bar on one); a checkpoint every `checkpoint_every` units and at the last; a
+  FloatingPointError once every member went a whole unit without a finite step (the checkpoint keeps the last
+  finite states). Lines a killed run wrote past its checkpoint are dropped on resume, so the file is the same as
+  an uninterrupted run's. Returns the final states."""
+  k = len(members)
+  distributed.write_text(workdir / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
+  distributed.write_text(workdir / "members.json", json.dumps(members, indent=1))
+  writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start, unit=unit)
+  every = max(1, checkpoint_every)
+  # A progress bar on a terminal; elsewhere (CI, nohup, SLURM) one log line per `log_every` units.
+  bar = tqdm(range(start + 1, total + 1), desc=desc, initial=start, total=total, disable=None)
+  log_every = 0 if not bar.disable else max(1, log_every)
+  seconds = []
+  board = tensorboard.Board(workdir, tensorboard_on)
+  records = []
+  for u in bar:
+    t0 = time.perf_counter()
+    states, metrics = advance(states, u - 1)
+    metrics = jax.device_get(metrics)
+    seconds.append(time.perf_counter() - t0)
+    metrics[f"{unit}_seconds"] = np.full(k, seconds[-1])  # the first unit includes compilation
+    diverged = []
+    records = [epoch_record(metrics, i, steps_per_unit) for i in range(k)]
+    recorded = u % max(1, record_every) == 0 or u == total or any(r["nonfinite_steps"] for r in records)
+    if recorded:
+      board.epoch(u, members, records)
+    for i, (member, record) in enumerate(zip(members, records)):
+      if recorded:
+        writer.write({unit: u, "member": i, **member, **record})
+      if record["nonfinite_steps"] > 0:
+        log.warning("member %d (%s): %d of %d steps non-finite (skipped) in %s %d", i, member.get("name", ""),
+                    int(record["nonfinite_steps"]), steps_per_unit, unit, u)
+      if record["nonfinite_steps"] >= steps_per_unit:
+        diverged.append(i)
+    if log_every and (u % log_every == 0 or u == total) and distributed.is_primary():
+      log.info("%s", progress_line(desc, u, total, [r.get("loss") for r in records],
+                                   examples_per_unit * k / seconds[-1], eta_seconds(seconds, total - u), unit))
+    if u % every == 0 or u == total:
+      checkpointer.save(u, states, {"members": members, **(meta or {})})
+    if len(diverged) == k:
+      checkpointer.wait()
+      raise FloatingPointError(f"every member's loss was non-finite for all of {unit} {u}; the last checkpoint "
+                               f"in {checkpointer.directory} holds the last finite parameters")
+  checkpointer.wait()
+  checkpointer.close()
+  if records:
+    board.hparams(members, records)
+  board.close()
+  return states
 
 
 def restore_member_variables(workdir: str | pathlib.Path, config: dict, init_fn: Callable, tx,

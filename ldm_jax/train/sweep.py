@@ -51,9 +51,14 @@ def member_keys(seed: int, num_members: int, member_seeds=None) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(root, i))(ids)
 
 
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def keep_if_finite(finite: jax.Array, new, old):
+  """`new` where `finite` (a scalar), else `old`: a non-finite update is skipped, never applied."""
+  return jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
 
 
 def train_step(loss_fn: LossFn, tx: optax.GradientTransformation, state: TrainState, hparams, batch):
@@ -63,8 +68,8 @@ def train_step(loss_fn: LossFn, tx: optax.GradientTransformation, state: TrainSt
       state.params, state.batch_stats, hparams, batch, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  finite = jnp.isfinite(loss) & _all_finite(grads)
-  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  finite = jnp.isfinite(loss) & all_finite(grads)
+  keep = functools.partial(keep_if_finite, finite)
   new_state = state.replace(step=state.step + 1, params=keep(params, state.params),
                             batch_stats=keep(batch_stats, state.batch_stats),
                             opt_state=keep(opt_state, state.opt_state),
