@@ -1,9 +1,9 @@
 """Originality vs recognizability of trained one-shot generators against humans (paper §5, Fig. 3/4/5).
 
     python -m ldm_jax.main --config=configs/evaluate.py:omniglot --workdir=runs/eval \
-        --config.evaluate.critics_workdir=runs/critics \
-        --config.evaluate.ldm_workdirs='("runs/ldm_proto", "runs/ldm_kl", "runs/pixel")' \
-        --config.evaluate.sample_files='("other_model_samples.npz",)'
+        --config.eval.critics_workdir=runs/critics \
+        --config.eval.ldm_workdirs='("runs/ldm_proto", "runs/ldm_kl", "runs/pixel")' \
+        --config.eval.sample_files='("other_model_samples.npz",)'
 
 Arg: a dataset (`omniglot`, `quickdraw`), `tiny` for a smoke run (tests). The feature-importance study (Fig. 5,
 ClickMe-QuickDraw human maps) runs with `--config.importance.enabled=True` on latent models trained on QuickDraw.
@@ -20,7 +20,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.job = "evaluate"
   c.seed = 0
   c.data = common.data_config(a.dataset)
-  c.evaluate = ml_collections.ConfigDict({
+  c.eval = ml_collections.ConfigDict({
       "critics_workdir": "",       # a finished critics job (configs/critics.py)
       "critics_torch": (),         # or the authors' PyTorch critics: ("protonet.pt", "simclr.pt") (judge.py)
       "ldm_workdirs": (),          # finished LDM jobs: every model in <dir>/models/* is scored
@@ -52,12 +52,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "seed": 0,
   })
   if a.dataset in ("quickdraw", "quickdraw_seen"):
-    c.evaluate.human_per_class = 10
+    c.eval.human_per_class = 10
   if a.tiny:
-    c.evaluate.samples_per_class = 10
-    c.evaluate.max_classes = 20
-    c.evaluate.tasks_per_class = 2
-    c.evaluate.human_per_class = 10
-    c.evaluate.grid_classes = 6
-    c.evaluate.grid_rows = 2
+    c.eval.samples_per_class = 10
+    c.eval.max_classes = 20
+    c.eval.tasks_per_class = 2
+    c.eval.human_per_class = 10
+    c.eval.grid_classes = 6
+    c.eval.grid_rows = 2
   return c

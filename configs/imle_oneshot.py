@@ -6,7 +6,7 @@
 
 The RAE sweep fixes the data (its training split, one exemplar per class) and the latent space; every ε in
 `imle.epsilons` is one member of one vmapped program (0 = IMLE). Test-character samples are written as
-`samples_<method>.npz`, which `configs/evaluate.py` takes in `evaluate.sample_files`. Arg: `tiny` (tests).
+`samples_<method>.npz`, which `configs/evaluate.py` takes in `eval.sample_files`. Arg: `tiny` (tests).
 """
 
 import ml_collections

@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.diffusion = common.diffusion_config()
   c.train = common.ldm_train_config()
   c.mesh = common.mesh_config()
-  c.sample = common.sample_config()
+  c.eval = common.sample_config()
   if a.tiny:
     c.ldm.unet = "small"
     c.data.max_train_examples = 1280
@@ -37,6 +37,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.epochs = 3
     c.train.batch_size = 64
     c.train.checkpoint_every_epochs = 1
-    c.sample.per_exemplar = 4
-    c.sample.max_classes = 20
+    c.eval.per_exemplar = 4
+    c.eval.max_classes = 20
   return c

@@ -20,6 +20,15 @@ RUN_LENGTH_KEYS = ("epochs", "steps")   # an epoch-based job (RAE, LDM, critics,
 # Keys that were renamed when every trainer moved onto the one host loop: an override of the old name is told the new.
 RENAMED_KEYS = {"train.iterations": "train.epochs",
                 "train.checkpoint_every_iterations": "train.checkpoint_every_epochs"}
+RENAMED_SECTIONS = {"evaluate": "eval", "sample": "eval"}   # every job's evaluation settings are its `eval` section
+
+
+def renamed(key: str) -> str | None:
+  """The current name of a config key that was renamed, or None."""
+  if key in RENAMED_KEYS:
+    return RENAMED_KEYS[key]
+  section, _, rest = key.partition(".")
+  return f"{RENAMED_SECTIONS[section]}.{rest}" if section in RENAMED_SECTIONS and rest else None
 POSITIVE_KEYS = ("batch_size", *RUN_LENGTH_KEYS)
 
 

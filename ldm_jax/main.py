@@ -46,9 +46,9 @@ def _flag_error(argv: list[str], error: Exception) -> str:
       if a.startswith("--config."):
         key = a[len("--config."):].split("=", 1)[0]
         if key not in keys:
-          from ldm_jax.config_checks import RENAMED_KEYS
-          if RENAMED_KEYS.get(key) in keys:
-            return f"config key {key!r} (from {a}) is now {RENAMED_KEYS[key]!r} in {spec_arg}"
+          from ldm_jax.config_checks import renamed
+          if renamed(key) in keys:
+            return f"config key {key!r} (from {a}) is now {renamed(key)!r} in {spec_arg}"
           parent = key.rsplit(".", 1)[0] if "." in key else ""
           near = sorted(k for k in keys if k.rsplit(".", 1)[0] == parent and k.count(".") == key.count("."))
           return (f"unknown config key {key!r} (from {a}) in {spec_arg}"

@@ -106,10 +106,14 @@ def test_config_errors_are_one_line_before_anything_is_written(tmp_path, overrid
   assert not (tmp_path / "w").exists()
 
 
-def test_a_renamed_key_names_its_new_name(tmp_path):
-  out = run_main("--config=configs/imle.py:tiny", "--config.train.iterations=3", f"--workdir={tmp_path}/w", timeout=120)
+@pytest.mark.parametrize("config,old,new", [
+    ("imle.py:tiny", "train.iterations=3", "train.epochs"),
+    ("ldm.py:omniglot,tiny", "sample.guidance=2", "eval.guidance"),
+    ("evaluate.py:omniglot,tiny", "evaluate.max_classes=3", "eval.max_classes")])
+def test_a_renamed_key_names_its_new_name(tmp_path, config, old, new):
+  out = run_main(f"--config=configs/{config}", f"--config.{old}", f"--workdir={tmp_path}/w", timeout=120)
   lines = out.stderr.strip().splitlines()
-  assert out.returncode == 2 and len(lines) == 1 and "'train.iterations'" in lines[0] and "'train.epochs'" in lines[0]
+  assert out.returncode == 2 and len(lines) == 1 and f"is now '{new}'" in lines[0], out.stderr[-2000:]
   assert not (tmp_path / "w").exists()
 
 
@@ -161,7 +165,7 @@ def test_config_values_are_checked_in_every_job_and_stage():
     rae.sweep.members = members
     with pytest.raises(config_checks.ConfigError, match=message):
       config_checks.validate(rae)
-  for job, section in (("ldm", "sample"), ("evaluate", "evaluate")):
+  for job, section in (("ldm", "eval"), ("evaluate", "eval")):
     for key, value, message in (("sampler", "euler", r"sampler must be one of \('ddpm', 'ddim'\)"),
                                 ("ddim_eta", 1.5, r"ddim_eta must be in \[0, 1\]"),
                                 ("ddim_steps", 0, "ddim_steps must be at least 1")):

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.real_data
 RAE_TINY = ["--config=configs/rae.py:omniglot,tiny", "--config.data.max_train_examples=640",
             "--config.train.batch_size=32", "--config.eval.episodes=10"]
 LDM_TINY = ["--config=configs/ldm.py:omniglot,tiny", "--config.data.max_train_examples=640",
-            "--config.train.batch_size=32", "--config.train.epochs=4", "--config.sample.max_classes=6",
-            "--config.sample.per_exemplar=3"]
+            "--config.train.batch_size=32", "--config.train.epochs=4", "--config.eval.max_classes=6",
+            "--config.eval.per_exemplar=3"]
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +112,9 @@ def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained, cr
   the feature-importance study on three ClickMe categories."""
   _check_judges(critics)
   out = run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={trained}/eval",
-                 f"--config.evaluate.critics_workdir={trained}/critics",
-                 f"--config.evaluate.ldm_workdirs=('{trained}/ldm',)",
-                 f"--config.evaluate.sample_files=('{trained}/ldm/samples_1.npz',)",
+                 f"--config.eval.critics_workdir={trained}/critics",
+                 f"--config.eval.ldm_workdirs=('{trained}/ldm',)",
+                 f"--config.eval.sample_files=('{trained}/ldm/samples_1.npz',)",
                  "--config.importance.enabled=True", "--config.importance.models=all",
                  "--config.importance.categories=3")
   assert out.returncode == 0, out.stderr[-3000:]
@@ -244,9 +244,9 @@ def test_generation_that_returns_nonfinite_samples_is_an_error_naming_the_model(
 
 def _evaluate(trained, workdir, ldm_dirs=(), files=(), extra=()):
   return run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={workdir}",
-                  f"--config.evaluate.critics_workdir={trained}/critics",
-                  f"--config.evaluate.ldm_workdirs={tuple(str(d) for d in ldm_dirs)!r}",
-                  f"--config.evaluate.sample_files={tuple(str(f) for f in files)!r}", *extra)
+                  f"--config.eval.critics_workdir={trained}/critics",
+                  f"--config.eval.ldm_workdirs={tuple(str(d) for d in ldm_dirs)!r}",
+                  f"--config.eval.sample_files={tuple(str(f) for f in files)!r}", *extra)
 
 
 def test_nonfinite_or_out_of_range_sample_sets_stop_the_evaluation(trained, critics, tmp_path):
@@ -270,8 +270,8 @@ def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(train
   from ldm_jax import manifest
   from ldm_jax.jobs import evaluate
   eval_dir = tmp_path / "eval"
-  small = ("--config.evaluate.max_classes=6", "--config.evaluate.samples_per_class=4",
-           "--config.evaluate.human_per_class=4")
+  small = ("--config.eval.max_classes=6", "--config.eval.samples_per_class=4",
+           "--config.eval.human_per_class=4")
   first = _evaluate(trained, eval_dir, ldm_dirs=(trained / "ldm",), extra=small)
   assert first.returncode == 0, first.stderr[-2000:]
   cache = eval_dir / "samples" / "ldm_prototype=1.npz"
@@ -343,9 +343,9 @@ def test_evaluate_job_judges_with_published_torch_critic_files(trained, tmp_path
   _write_torch_zip(tmp_path / "proto.pt", _torch_like_state_dict("metric", seed=1))
   _write_torch_zip(tmp_path / "simclr.pt", _torch_like_state_dict("projection", seed=2))
   out = run_main("--config=configs/evaluate.py:omniglot,tiny", f"--workdir={tmp_path}/eval",
-                 f"--config.evaluate.critics_torch=('{tmp_path}/proto.pt','{tmp_path}/simclr.pt')",
-                 f"--config.evaluate.sample_files=('{trained}/ldm/samples_1.npz',)",
-                 "--config.evaluate.max_classes=6", "--config.evaluate.human_per_class=4")
+                 f"--config.eval.critics_torch=('{tmp_path}/proto.pt','{tmp_path}/simclr.pt')",
+                 f"--config.eval.sample_files=('{trained}/ldm/samples_1.npz',)",
+                 "--config.eval.max_classes=6", "--config.eval.human_per_class=4")
   assert out.returncode == 0, out.stderr[-3000:]
   summary = json.loads((tmp_path / "eval" / "scores.json").read_text())
   assert summary["critics"] == {"kind": "torch", "recognizer": f"{tmp_path}/proto.pt",

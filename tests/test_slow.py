@@ -41,8 +41,8 @@ def test_demo_ldm_samples_follow_their_exemplars(tmp_path):
 
 def test_pixel_space_baseline_trains(tmp_path):
   out = run_main("--config=configs/ldm.py:omniglot,tiny,space=pixel", "--config.data.max_train_examples=640",
-                 "--config.train.batch_size=32", "--config.train.epochs=4", "--config.sample.max_classes=6",
-                 "--config.sample.per_exemplar=3", f"--workdir={tmp_path}", timeout=3600)
+                 "--config.train.batch_size=32", "--config.train.epochs=4", "--config.eval.max_classes=6",
+                 "--config.eval.per_exemplar=3", f"--workdir={tmp_path}", timeout=3600)
   assert out.returncode == 0, out.stderr[-2000:]
   (m,) = json.loads((tmp_path / "summary.json").read_text())["members"]
   assert m["loss_last_epoch"] < m["loss_first_epoch"] and m["nonfinite_steps"] == 0

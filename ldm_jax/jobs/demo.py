@@ -62,8 +62,8 @@ def train_and_evaluate(cfg, workdir: str, resume: bool = False):
   ldm_summary = _run_stage(ldm.train_and_evaluate, ldm_cfg, out / "ldm", resume)
   critics_summary = _run_stage(critics.train_and_evaluate, cfg.critics_job, out / "critics", resume)
   eval_cfg = ml_collections.ConfigDict(cfg.eval_job.to_dict())
-  eval_cfg.evaluate.critics_workdir = str((out / "critics").absolute())
-  eval_cfg.evaluate.ldm_workdirs = (str((out / "ldm").absolute()),)
+  eval_cfg.eval.critics_workdir = str((out / "critics").absolute())
+  eval_cfg.eval.ldm_workdirs = (str((out / "ldm").absolute()),)
   eval_summary = evaluate.train_and_evaluate(eval_cfg, str(out / "eval"), resume=resume)
   metrics = {"rae": rae_summary, "ldm": ldm_summary, "critics": critics_summary,
              "eval": {"points": [{k: p[k] for k in ("name", "originality", "originality_norm", "recognizability",

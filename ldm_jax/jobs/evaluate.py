@@ -317,14 +317,14 @@ def importance_study(cfg, out: pathlib.Path, models: list[dict]) -> dict[str, An
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: bool = False) -> dict[str, Any]:
-  ec = cfg.evaluate
+  ec = cfg.eval
   out = pathlib.Path(workdir)
   out.mkdir(parents=True, exist_ok=True)
   if not ec.ldm_workdirs and not ec.sample_files:
     raise ValueError("nothing to evaluate: set evaluate.ldm_workdirs and/or evaluate.sample_files")
   if ec.critics_torch:   # the authors' published critics, read from their PyTorch files
     if len(ec.critics_torch) != 2:
-      raise ValueError("evaluate.critics_torch takes two files: (ProtoNet .pt, SimCLR .pt)")
+      raise ValueError("eval.critics_torch takes two files: (ProtoNet .pt, SimCLR .pt)")
     judges = judge.load_torch_judges(*ec.critics_torch)
     critics_used = {"kind": "torch", "recognizer": str(ec.critics_torch[0]), "featurizer": str(ec.critics_torch[1])}
   else:

@@ -123,11 +123,11 @@ def first_and_last_loss(workdir, member: int) -> tuple[float, float]:
 
 def evaluate_member(model: ldm_lib.LDM, cfg, test: dict[str, Any], key: jax.Array) -> tuple[dict, dict]:
   """Samples for every test exemplar; fidelity to the own exemplar in the sampler's space and in pixels."""
-  ex_rows = np.asarray(test["exemplar_index"])[: cfg.sample.max_classes or None]
+  ex_rows = np.asarray(test["exemplar_index"])[: cfg.eval.max_classes or None]
   exemplars = np.asarray(test["images"])[ex_rows]
-  out = ldm_lib.generate(model, exemplars, cfg.sample.per_exemplar, key, guidance=cfg.sample.guidance,
-                         sampler=cfg.sample.sampler, ddim_steps=cfg.sample.ddim_steps, chunk=cfg.sample.chunk,
-                         ddim_eta=cfg.sample.ddim_eta)
+  out = ldm_lib.generate(model, exemplars, cfg.eval.per_exemplar, key, guidance=cfg.eval.guidance,
+                         sampler=cfg.eval.sampler, ddim_steps=cfg.eval.ddim_steps, chunk=cfg.eval.chunk,
+                         ddim_eta=cfg.eval.ddim_eta)
   c, n = out["images"].shape[:2]
   pix = exemplar_fidelity(jnp.asarray(out["images"].reshape(c, n, -1)), jnp.asarray(exemplars.reshape(c, -1) / 255.0))
   scores = {"classes": int(c), "per_exemplar": int(n), "chance_nearest": 1.0 / c,
@@ -177,8 +177,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     member["diverged"] = i in diverged or bool(member.get("rae_diverged"))
   schedule = diffusion.schedule_from_config(cfg.diffusion)
   board = tensorboard.Board(workdir, cfg.train.get("tensorboard", False))
-  summary = {"space": space, "unet": cfg.ldm.unet, "guidance": cfg.sample.guidance, "sampler": cfg.sample.sampler,
-             "ddim_steps": cfg.sample.ddim_steps, "ddim_eta": cfg.sample.ddim_eta, "members": []}
+  summary = {"space": space, "unet": cfg.ldm.unet, "guidance": cfg.eval.guidance, "sampler": cfg.eval.sampler,
+             "ddim_steps": cfg.eval.ddim_steps, "ddim_eta": cfg.eval.ddim_eta, "members": []}
   for i, member in enumerate(members):
     params = jax.tree.map(lambda x: x[i], states.params)
     model = ldm_lib.LDM(denoiser_params=params, schedule=schedule,
@@ -187,12 +187,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
                         latent_std=jnp.float32(member.get("latent_std", 1.0)), denoiser=denoiser,
                         rae=rae["models"][i] if rae else None, kl_latent=cfg.ldm.kl_latent)
     ldm_lib.save(workdir / "models" / str(i), model, _spec(cfg, space, latent_dim, member, rae, i))
-    scores, samples = evaluate_member(model, cfg, test, jax.random.PRNGKey(cfg.sample.seed))
+    scores, samples = evaluate_member(model, cfg, test, jax.random.PRNGKey(cfg.eval.seed))
     if distributed.is_primary():  # every process sampled the same; one writes
       np.savez_compressed(workdir / f"samples_{i}.npz", images=samples["images"], exemplars=samples["exemplars"],
                           codes=samples["codes"])
-      write_sample_grid(workdir / f"samples_{i}.png", samples, cfg.sample.grid_classes, cfg.sample.grid_rows,
-                        f"{space} LDM, {member['name']}, guidance {cfg.sample.guidance:g}")
+      write_sample_grid(workdir / f"samples_{i}.png", samples, cfg.eval.grid_classes, cfg.eval.grid_rows,
+                        f"{space} LDM, {member['name']}, guidance {cfg.eval.guidance:g}")
       board.image(f"samples/member_{i}", workdir / f"samples_{i}.png", cfg.train.epochs)
     first, last = first_and_last_loss(workdir, i)
     summary["members"].append({**member, "loss_first_epoch": first, "loss_last_epoch": last, **scores,

@@ -46,19 +46,19 @@ def _pairs(d: dict) -> tuple[tuple[str, str], ...]:
 # (DDPM's posterior variance on a strided schedule; over all steps it is the ancestral sampler, tests/test_diffusion).
 # The pixel baseline's 1000-step ancestral sampling did not fit a 2-core CPU (> 29 min for its job's 300 samples).
 SAMPLER = {"sampler": "ddim", "ddim_steps": 100, "ddim_eta": 1.0}
-_SAMPLE = {f"sample.{k}": v for k, v in SAMPLER.items()}
+_SAMPLE = {f"eval.{k}": v for k, v in SAMPLER.items()}
 
 CPU = {
     "rae": _pairs({"data.max_train_examples": 3000, "train.epochs": 6, "train.batch_size": 32,
                    "train.checkpoint_every_epochs": 2}),
     "ldm": _pairs({"data.max_train_examples": 3000, "train.lr": 1e-3, "train.batch_size": 64, "train.epochs": 150,
-                   "train.checkpoint_every_epochs": 50, "sample.max_classes": 50, "sample.per_exemplar": 6, **_SAMPLE}),
+                   "train.checkpoint_every_epochs": 50, "eval.max_classes": 50, "eval.per_exemplar": 6, **_SAMPLE}),
     "pixel": _pairs({"data.max_train_examples": 3000, "train.lr": 1e-3, "train.batch_size": 64, "train.epochs": 40,
-                     "train.checkpoint_every_epochs": 20, "sample.max_classes": 50, "sample.per_exemplar": 6,
+                     "train.checkpoint_every_epochs": 20, "eval.max_classes": 50, "eval.per_exemplar": 6,
                      **_SAMPLE}),
     "critics": _pairs({"data.max_train_examples": 6000, "train.epochs": 3, "train.checkpoint_every_epochs": 1}),
-    "eval": _pairs({"evaluate.max_classes": 50, "evaluate.samples_per_class": 10, "evaluate.tasks_per_class": 5,
-                  **{f"evaluate.{k}": v for k, v in SAMPLER.items()}}),
+    "eval": _pairs({"eval.max_classes": 50, "eval.samples_per_class": 10, "eval.tasks_per_class": 5,
+                  **{f"eval.{k}": v for k, v in SAMPLER.items()}}),
 }
 
 

@@ -58,8 +58,8 @@ def eval_runs(ldm_grid, root, tiny: bool, critics_overrides=(), eval_overrides=(
     runs.append(Run(f"{ds}/critics", f"configs/critics.py:{ds}{t}", critics_overrides, members=2))
     runs.append(Run(
         f"{ds}/eval", f"configs/evaluate.py:{ds}{t}",
-        (("evaluate.critics_workdir", str(root / ds / "critics")),
-         ("evaluate.ldm_workdirs", repr(tuple(str(root / n) for n in ldms))),
+        (("eval.critics_workdir", str(root / ds / "critics")),
+         ("eval.ldm_workdirs", repr(tuple(str(root / n) for n in ldms))),
          ("importance.enabled", str(ds == "quickdraw")), *eval_overrides),
         requires=(f"{ds}/critics", *ldms), members=sum(r.members for r in ldm_grid if r.name in ldms)))
   return runs
