@@ -3,8 +3,8 @@
     python experiments/bench_ldm.py [--quick]
 
 Real Omniglot drawings encoded by an (untrained) RAE encoder give each member its own latent set, as in the LDM
-job; one JSON line per (UNet, K): latents/s of one epoch for all K models, `sweep_mode` vmap (candidate) against
-one compiled single-model epoch run K times (baseline).
+job; two JSON lines per (UNet, K): latents/s of one epoch for all K models, `sweep_mode` vmap and map (candidates)
+against one compiled single-model epoch run K times (baseline).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def bench(unet: str, k: int, n: int, d: int, batch: int, repeats: int) -> None:
   hparams = {"member": jnp.arange(k)}
   fresh = lambda: sweep.init_sweep(init_fn, tx, keys)
   results = {}
-  for mode in ("sequential", "vmap"):
+  for mode in ("sequential", "map", "vmap"):
     epoch = sweep.make_epoch_fn(loss_fn, tx, batch, None, mode, member_data=True)
     times = []
     for r in range(repeats + 1):                 # the first call compiles
@@ -69,6 +69,8 @@ def bench(unet: str, k: int, n: int, d: int, batch: int, repeats: int) -> None:
   rate = lambda s: k * steps * batch / s
   emit("ldm_sweep_epoch", f"{k} separate runs", f"vmap over {k}", "latents/s", rate(results["sequential"]),
        rate(results["vmap"]), unet=unet, members=k, batch=batch, latent_dim=d, steps_per_epoch=steps)
+  emit("ldm_sweep_epoch_map", f"{k} separate runs", f"lax.map over {k}", "latents/s", rate(results["sequential"]),
+       rate(results["map"]), unet=unet, members=k, batch=batch, latent_dim=d, steps_per_epoch=steps)
 
 
 def main():

@@ -128,7 +128,11 @@ def test_evaluate_job_scores_exported_models_sample_files_and_humans(trained, cr
   assert min(norm) == 0.0 and max(norm) == 1.0
   for name, p in points.items():
     classes = 6 if name == "samples_1" else 20      # the LDM job sampled 6 classes; the evaluation 20
-    assert 0.0 <= p["recognizability"] <= 1.0 and len(p["per_class_recognizability"]) == classes
+    assert len(p["per_class_recognizability"]) == classes   # every class has n samples: the mean is their mean
+    assert p["recognizability"] == pytest.approx(np.mean(p["per_class_recognizability"]), abs=1e-6)
+    h = points["humans"]         # the plane's distance: normalised originality and recognizability
+    assert p["distance_to_human"] == pytest.approx(np.hypot(p["originality_norm"] - h["originality_norm"],
+                                                            p["recognizability"] - h["recognizability"]), abs=1e-6)
     if name != "samples_1":                        # 3 samples per class do not split into 10 bins
       assert len(p["binned_originality"]) == 10 and np.all(np.diff(p["binned_originality"]) >= 0)
   for name in ("originality_recognizability.png", "table.md", "samples_humans.png", "importance_maps.png",
@@ -148,13 +152,13 @@ def test_one_shot_rs_imle_in_the_rae_latent_space_is_scored_like_the_ldms(traine
   characters written in the evaluate job's format and judged by the same critics against the human point."""
   args = ["--config=configs/imle_oneshot.py:tiny", f"--config.imle.rae_workdir={trained}/rae",
           "--config.imle.rae_member=1", f"--config.eval.critics_workdir={critics}"]
-  first = run_main(*args, "--config.train.iterations=2", f"--workdir={trained}/imle_oneshot")
+  first = run_main(*args, "--config.train.epochs=2", f"--workdir={trained}/imle_oneshot")
   assert first.returncode == 0, first.stderr[-3000:]
   resumed = run_main(*args, f"--workdir={trained}/imle_oneshot", "--resume")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   summary = json.loads((trained / "imle_oneshot" / "summary.json").read_text())
   lines = (trained / "imle_oneshot" / "metrics.jsonl").read_text().splitlines()
-  assert [json.loads(line)["iteration"] for line in lines] == [1, 1, 2, 2, 3, 3, 4, 4]
+  assert [json.loads(line)["epoch"] for line in lines] == [1, 1, 2, 2, 3, 3, 4, 4]
   assert [m["method"] for m in summary["members"]] == ["IMLE", "RS-IMLE"]
   assert summary["members"][0]["rejected_fraction_last"] == 0.0
   s = summary["scores"]
@@ -294,7 +298,7 @@ def test_sample_cache_is_used_only_for_the_model_and_settings_that_made_it(train
   assert point["path"] == str(other / "models" / "1")
   # Same model, another guidance weight: generated anew too; same settings again: the cache is read back.
   info = {"name": "ldm_prototype=1", "path": str(other / "models" / "1")}
-  cfg = __import__("configs.evaluate", fromlist=["x"]).get_config("omniglot,tiny").evaluate
+  cfg = __import__("configs.evaluate", fromlist=["x"]).get_config("omniglot,tiny").eval
   cfg.update(max_classes=6, samples_per_class=4, human_per_class=4, guidance=2.0)
   ex = np.load(cache)["exemplars"]
   assert evaluate._cached(cache, evaluate.sample_provenance(info, ex, cfg)) is None

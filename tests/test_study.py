@@ -65,8 +65,8 @@ def test_the_one_command_study_covers_fig3_at_both_scales_and_as_one_mixed_sweep
                        "omniglot/rae_prototype+barlow"]
   assert names[-4:] == ["omniglot/ldm_prototype+barlow", "omniglot/pixel", "omniglot/critics", "omniglot/eval"]
   ev = study.load_config(per_reg[-1])
-  assert len(ev.evaluate.ldm_workdirs) == 9 and ev.evaluate.ldm_workdirs[-1] == str(ROOT / "omniglot/pixel")
-  assert ev.evaluate.max_classes == 50 and study.load_config(per_reg[0]).data.max_train_examples == 3000
+  assert len(ev.eval.ldm_workdirs) == 9 and ev.eval.ldm_workdirs[-1] == str(ROOT / "omniglot/pixel")
+  assert ev.eval.max_classes == 50 and study.load_config(per_reg[0]).data.max_train_examples == 3000
   mixed = _fig3("cpu", "mixed")
   assert [r.name for r in mixed] == ["omniglot/rae_figure", "omniglot/ldm_figure", "omniglot/pixel",
                                      "omniglot/critics", "omniglot/eval"]

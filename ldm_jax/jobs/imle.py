@@ -117,9 +117,10 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
   rows, labels, members = [(images[: cfg.eval.grid] + 1) / 2], ["data"], []
   z = jax.random.normal(jax.random.PRNGKey(cfg.seed + 3), (cfg.eval.samples, model.latent_dim))
   records = loop.read_metrics(out)
+  drawn = {}
   for m, eps in enumerate(ic.epsilons):
     params = jax.tree.map(lambda v: v[m], states.params)
-    samples = np.asarray(gen(params, z))
+    samples = drawn[f"samples_{m}"] = np.asarray(gen(params, z))
     fake = features(samples)
     prec, rec = distribution.precision_recall(jnp.asarray(real), jnp.asarray(fake), cfg.eval.k)
     mine = [r for r in records if r["member"] == m and r["loss"] is not None]   # its finite epochs
@@ -133,6 +134,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     log.info("%s: loss %.4f → %.4f, precision %.3f, recall %.3f, Fréchet %.3f (%s)", labels[-1],
              members[-1]["loss_first"], members[-1]["loss_last"], prec, rec, members[-1]["frechet_distance"], space)
   write_grid(out / "samples.png", rows, labels, title=f"{cfg.data.name} '{cfg.data.category}', n = {n}")
+  # What the scores were computed on, in [-1, 1]: the set and every member's samples (member order = imle.epsilons).
+  np.savez_compressed(out / "samples.npz", data=images, epsilons=np.asarray(ic.epsilons), **drawn)
   summary = {"data": cfg.data.name, "category": cfg.data.category, "n": n, "epochs": tc.epochs,
              "feature_space": space, "members": members}
   (out / "summary.json").write_text(json.dumps(summary, indent=1))
