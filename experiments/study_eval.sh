@@ -5,7 +5,7 @@
 #   feature-importance study against the ClickMe-QuickDraw human maps).
 # Usage: experiments/study_eval.sh omniglot|quickdraw WORKDIR
 # Env: RAE_EPOCHS, LDM_EPOCHS, CRITIC_EPOCHS, UNET (paper|small), BETAS ('(0.,1.,10.)'), SAMPLES (per class), and
-# extra overrides per stage: RAE_ARGS, LDM_ARGS, CRITIC_ARGS, EVAL_ARGS (e.g. EVAL_ARGS=--config.evaluate.max_classes=50).
+# extra overrides per stage: RAE_ARGS, LDM_ARGS, CRITIC_ARGS, EVAL_ARGS (e.g. EVAL_ARGS=--config.eval.max_classes=50).
 # Every stage resumes: re-running the same command after an interruption continues where it stopped.
 set -euo pipefail
 DATASET=${1:?dataset}; WORK=${2:?workdir}
@@ -26,6 +26,6 @@ done_ "$WORK/ldm" || $PY -m ldm_jax.main --config=configs/ldm.py:$DATASET,unet=$
   $( [ -d "$WORK/critics" ] && echo --resume ) --config.train.epochs=$CRITIC_EPOCHS ${CRITIC_ARGS:-}
 IMPORTANCE=$([ "$DATASET" = quickdraw ] && echo True || echo False)
 $PY -m ldm_jax.main --config=configs/evaluate.py:$DATASET --workdir="$WORK/eval" \
-  --config.evaluate.critics_workdir="$WORK/critics" --config.evaluate.ldm_workdirs="('$WORK/ldm',)" \
-  --config.evaluate.samples_per_class=$SAMPLES --config.importance.enabled=$IMPORTANCE \
+  --config.eval.critics_workdir="$WORK/critics" --config.eval.ldm_workdirs="('$WORK/ldm',)" \
+  --config.eval.samples_per_class=$SAMPLES --config.importance.enabled=$IMPORTANCE \
   --config.importance.models=all ${EVAL_ARGS:-}

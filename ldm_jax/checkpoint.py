@@ -21,10 +21,10 @@ from ldm_jax.workdir import ExistingRunError  # noqa: F401  (raised here; one cl
 log = logging.getLogger(__name__)
 
 # Keys that a resumed run may change without invalidating the checkpoint.
-RESUMABLE_KEYS = ("train.epochs", "train.iterations", "train.checkpoint_every_epochs", "train.log_every_epochs",
-                  "train.checkpoint_every_iterations", "train.keep_checkpoints", "train.steps",
-                  "train.checkpoint_every_steps", "train.log_every_steps", "train.resume", "eval", "demo",
-                  "data.data_dir", "data.build_dir")
+# (`eval`: every job's evaluation settings, applied after training.)
+RESUMABLE_KEYS = ("train.epochs", "train.checkpoint_every_epochs", "train.log_every_epochs", "train.keep_checkpoints",
+                  "train.steps", "train.checkpoint_every_steps", "train.log_every_steps", "train.resume", "eval",
+                  "demo", "data.data_dir", "data.build_dir")
 
 
 class ConfigMismatchError(ValueError):
