@@ -317,3 +317,48 @@ def test_tensorboard_images_and_the_missing_package_error(tmp_path, monkeypatch)
   cfg.train.tensorboard = True
   with pytest.raises(config_checks.ConfigError, match=r"train.tensorboard=True needs tensorboardX: pip install"):
     config_checks.validate(cfg)
+
+
+def test_the_host_loop_waits_for_the_device_only_at_units_it_acts_on(tmp_path, monkeypatch):
+  """A trainer whose unit is one small step (SketchEmbedNet) must not sync host and device every step: metrics
+  are fetched once per record/log/checkpoint window, and what is written is what a per-unit fetch would write —
+  including a non-finite step inside a window and, once every member diverged, the unit that did it."""
+  import jax.numpy as jnp
+  import ml_collections
+
+  from ldm_jax import checkpoint
+  from ldm_jax.train import loop
+
+  fetches = []
+  real_get = loop.jax.device_get
+  monkeypatch.setattr(loop.jax, "device_get", lambda x: fetches.append(len(x)) or real_get(x))
+  cfg = ml_collections.ConfigDict({"seed": 0})
+  bad = {7}   # the one unit with a non-finite step (of one member)
+
+  def advance(state, u):
+    state = {"w": state["w"] + 1.0}
+    return state, {"loss": jnp.stack([state["w"], 2 * state["w"]]),
+                   "nonfinite_steps": jnp.asarray([1.0 if u + 1 in bad else 0.0, 0.0])}
+
+  def go(workdir, total, **kw):
+    return loop.run(workdir=workdir, config=cfg, states={"w": jnp.zeros(())}, advance=advance, start=0, total=total,
+                    members=[{"name": "a"}, {"name": "b"}], steps_per_unit=1, examples_per_unit=4,
+                    checkpoint_every=10, log_every=5, desc="t", record_every=5, unit="step",
+                    checkpointer=checkpoint.Checkpointer(workdir, cfg.to_dict()), **kw)
+
+  final = go(tmp_path / "w", 12)
+  assert float(final["w"]) == 12.0
+  assert fetches == [5, 5, 2]           # one transfer per window (units 1–5, 6–10, 11–12), not one per unit
+  rows = [(r["step"], r["member"], r["loss"], r["nonfinite_steps"]) for r in loop.read_metrics(tmp_path / "w")]
+  assert rows == [(5, 0, 5.0, 0.0), (5, 1, 10.0, 0.0), (7, 0, None, 1.0), (7, 1, 14.0, 0.0), (10, 0, 10.0, 0.0),
+                  (10, 1, 20.0, 0.0), (12, 0, 12.0, 0.0), (12, 1, 24.0, 0.0)]
+
+  bad.clear()
+  advance_all_bad = advance
+
+  def advance(state, u):   # noqa: F811 — every member non-finite at unit 3, inside the first window
+    state, m = advance_all_bad(state, u)
+    return state, {**m, "nonfinite_steps": jnp.full(2, 1.0 if u + 1 == 3 else 0.0)}
+
+  with pytest.raises(FloatingPointError, match="for all of step 3;"):
+    go(tmp_path / "w2", 12)

@@ -147,10 +147,14 @@ def fit_members(vstep, states, data: tuple, epsilons, base_key: jax.Array, *, wo
   eps = jnp.asarray(epsilons, jnp.float32)
   members = jnp.arange(len(epsilons))
 
-  def advance(states, it):
-    keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
+  @jax.jit
+  def guarded(states, data, keys, eps):   # the iteration and its per-member NaN guard as one program
     new, metrics = vstep(states, *data, keys, eps)
     return keep_finite(states, new, metrics)
+
+  def advance(states, it):
+    keys = jax.vmap(lambda m: jax.random.fold_in(jax.random.fold_in(base_key, it), m))(members)
+    return guarded(states, data, keys, eps)
 
   described = [{"name": "RS-IMLE" if e else "IMLE", "epsilon": float(e)} for e in epsilons]
   return loop.run(workdir=pathlib.Path(workdir), config=config, states=states, advance=advance, start=start,

@@ -85,8 +85,15 @@ def batch_rows(seed: int, step: int, n: int, batch: int) -> np.ndarray:
   """Rows of step `step`: epoch-wise permutations fixed by (seed, epoch), so a resumed run sees the same batches."""
   per_epoch = max(n // batch, 1)
   epoch, k = divmod(step, per_epoch)
+  return _permutation(seed, epoch, n)[k * batch:(k + 1) * batch]
+
+
+@functools.lru_cache(maxsize=2)
+def _permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """One epoch's order, drawn once per epoch rather than at every step."""
   perm = np.random.default_rng([seed, epoch]).permutation(n)
-  return perm[k * batch:(k + 1) * batch]
+  perm.flags.writeable = False
+  return perm
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))

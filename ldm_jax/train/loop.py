@@ -149,52 +149,72 @@ def run(*, workdir: pathlib.Path, config, states, advance: Callable, start: int,
   off a terminal (a tqdm bar on one); a checkpoint every `checkpoint_every` units and at the last; a
   FloatingPointError once every member went a whole unit without a finite step (the checkpoint keeps the last
   finite states). Lines a killed run wrote past its checkpoint are dropped on resume, so the file is the same as
-  an uninterrupted run's. Returns the final states."""
+  an uninterrupted run's. Returns the final states.
+
+  The host waits for the device only at units it must act on (recorded, logged or checkpointed, and the last):
+  the metrics of the units between stay on the device and come over in one transfer there, so a trainer whose
+  unit is one small step (SketchEmbedNet) keeps the device busy between log intervals. Units fetched together
+  share their window's wall time."""
   k = len(members)
   distributed.write_text(workdir / "config.json", json.dumps(config.to_dict(), indent=1, default=str))
   distributed.write_text(workdir / "members.json", json.dumps(members, indent=1))
   writer = MetricsWriter(workdir / "metrics.jsonl", truncate_after_epoch=start, unit=unit)
-  every = max(1, checkpoint_every)
+  every, record_every = max(1, checkpoint_every), max(1, record_every)
   # A progress bar on a terminal; elsewhere (CI, nohup, SLURM) one log line per `log_every` units.
   bar = tqdm(range(start + 1, total + 1), desc=desc, initial=start, total=total, disable=None)
   log_every = 0 if not bar.disable else max(1, log_every)
+  sync_every = math.gcd(record_every, every, log_every) if log_every else math.gcd(record_every, every)
   seconds = []
   board = tensorboard.Board(workdir, tensorboard_on)
-  records = []
+  records, pending, t0 = [], [], time.perf_counter()
   for u in bar:
-    t0 = time.perf_counter()
     states, metrics = advance(states, u - 1)
-    metrics = jax.device_get(metrics)
-    seconds.append(time.perf_counter() - t0)
-    metrics[f"{unit}_seconds"] = np.full(k, seconds[-1])  # the first unit includes compilation
-    diverged = []
-    records = [epoch_record(metrics, i, steps_per_unit) for i in range(k)]
-    recorded = u % max(1, record_every) == 0 or u == total or any(r["nonfinite_steps"] for r in records)
-    if recorded:
-      board.epoch(u, members, records)
-    for i, (member, record) in enumerate(zip(members, records)):
-      if recorded:
-        writer.write({unit: u, "member": i, **member, **record})
-      if record["nonfinite_steps"] > 0:
-        log.warning("member %d (%s): %d of %d steps non-finite (skipped) in %s %d", i, member.get("name", ""),
-                    int(record["nonfinite_steps"]), steps_per_unit, unit, u)
-      if record["nonfinite_steps"] >= steps_per_unit:
-        diverged.append(i)
+    pending.append((u, metrics))
+    if u % sync_every and u != total:
+      continue
+    fetched = jax.device_get([m for _, m in pending])   # one wait for the device per window
+    window = (time.perf_counter() - t0) / len(pending)
+    diverged_at = None
+    for (v, _), metrics in zip(pending, fetched):
+      seconds.append(window)
+      metrics[f"{unit}_seconds"] = np.full(k, window)  # the first window includes compilation
+      records = [epoch_record(metrics, i, steps_per_unit) for i in range(k)]
+      if _account(records, members, v, total, record_every, steps_per_unit, unit, writer, board):
+        diverged_at = v if diverged_at is None else diverged_at
+    pending, t0 = [], time.perf_counter()
     if log_every and (u % log_every == 0 or u == total) and distributed.is_primary():
       log.info("%s", progress_line(desc, u, total, [r.get("loss") for r in records],
                                    examples_per_unit * k / seconds[-1], eta_seconds(seconds, total - u), unit))
     if u % every == 0 or u == total:
       checkpointer.save(u, states, {"members": members, **(meta or {})})
-    if len(diverged) == k:
+    if diverged_at is not None:
       checkpointer.wait()
-      raise FloatingPointError(f"every member's loss was non-finite for all of {unit} {u}; the last checkpoint "
-                               f"in {checkpointer.directory} holds the last finite parameters")
+      raise FloatingPointError(f"every member's loss was non-finite for all of {unit} {diverged_at}; the last "
+                               f"checkpoint in {checkpointer.directory} holds the last finite parameters")
   checkpointer.wait()
   checkpointer.close()
   if records:
     board.hparams(members, records)
   board.close()
   return states
+
+
+def _account(records, members, u: int, total: int, record_every: int, steps_per_unit: int, unit: str,
+             writer: MetricsWriter, board) -> bool:
+  """Writes unit `u`'s records where they are due (and wherever a step was non-finite), warns of non-finite
+  steps; True when every member went the whole unit without a finite step."""
+  recorded = u % record_every == 0 or u == total or any(r["nonfinite_steps"] for r in records)
+  if recorded:
+    board.epoch(u, members, records)
+  diverged = 0
+  for i, (member, record) in enumerate(zip(members, records)):
+    if recorded:
+      writer.write({unit: u, "member": i, **member, **record})
+    if record["nonfinite_steps"] > 0:
+      log.warning("member %d (%s): %d of %d steps non-finite (skipped) in %s %d", i, member.get("name", ""),
+                  int(record["nonfinite_steps"]), steps_per_unit, unit, u)
+    diverged += record["nonfinite_steps"] >= steps_per_unit
+  return diverged == len(members)
 
 
 def restore_member_variables(workdir: str | pathlib.Path, config: dict, init_fn: Callable, tx,
