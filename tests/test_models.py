@@ -57,6 +57,21 @@ def test_custom_vjp_convolution_gradients_equal_autodiff(kh, cin, cout, h):
       np.testing.assert_allclose(got, want, atol=eps * terms * float(jnp.abs(want).max()))
 
 
+@pytest.mark.parametrize("cin,cout,h", [(128, 64, 6), (64, 32, 12), (32, 16, 24)])
+def test_exact_phase_transposed_conv_gradients_equal_autodiff(cin, cout, h):
+  """'matmul' runs the decoder's ConvT(k4, s2, p1) as `conv_transpose_output_side`: only the 4 taps each output
+  phase reads (the sub-pixel 3×3 form multiplies 9), a custom VJP. Its value and both gradients equal XLA's
+  transposed convolution under autodiff at the RAE's three decoder layers, to the float32 rounding of the sums."""
+  x = jax.random.normal(jax.random.PRNGKey(h), (2, h, h, cin))
+  k = jax.random.normal(jax.random.PRNGKey(cin), (4, 4, cin, cout)) / np.sqrt(16 * cin)
+  w = jax.random.normal(jax.random.PRNGKey(7), (2, 2 * h, 2 * h, cout))
+  f = lambda x, k, impl: jnp.sum(w * layers.conv_transpose4x4_stride2(x, k, impl))
+  eps, terms = float(np.finfo(np.float32).eps), 2 * 4 * h * h * 4 * max(cin, cout)
+  np.testing.assert_allclose(f(x, k, "matmul"), f(x, k, "xla"), rtol=1e-4)
+  for got, want in zip(jax.grad(f, (0, 1))(x, k, "matmul"), jax.grad(f, (0, 1))(x, k, "xla")):
+    np.testing.assert_allclose(got, want, atol=eps * terms * float(jnp.abs(want).max()))
+
+
 def test_conv_transpose_matches_pytorch_definition():
   """out[2i + a - 1] += in[i] · w[a] (PyTorch ConvTranspose2d, stride 2, padding 1), by explicit loops."""
   rng = np.random.default_rng(0)

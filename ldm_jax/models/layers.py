@@ -178,6 +178,63 @@ def _phase_taps(kernel: jax.Array) -> jax.Array:
   return jnp.stack([even, odd])
 
 
+# ConvT(k=4, s=2, p=1) along one axis: output phase r reads input rows m + r + t - 1 (t = 0, 1) with kernel row
+# _PHASE_ROWS[r][t] (out[2m] = in[m-1]·w3 + in[m]·w1, out[2m+1] = in[m]·w2 + in[m+1]·w0): 4 of the 4×4 taps per
+# output phase, so the sub-pixel 3×3 form (9 taps per phase) does 2.25× the products a transposed conv needs.
+_PHASE_ROWS = ((3, 1), (2, 0))
+
+
+def _phase_blocks(kernel: jax.Array) -> jax.Array:
+  """[4, 4, C_in, C_out] → [C_in, 16·C_out]: the kernel slice of every (row phase, col phase, row tap, col tap)."""
+  rows = jnp.asarray(_PHASE_ROWS)
+  k = kernel[rows[:, :, None, None], rows[None, None, :, :]]       # [pr, tr, pc, tc, cin, cout]
+  cin, cout = kernel.shape[2:]
+  return k.transpose(4, 0, 2, 1, 3, 5).reshape(cin, 16 * cout)
+
+
+def _phase_offsets():
+  """(block index, row phase, col phase, row offset, col offset) of the 16 blocks, offsets into Z padded by 1."""
+  return [(((pr * 2 + pc) * 2 + tr) * 2 + tc, pr, pc, pr + tr, pc + tc)
+          for pr in range(2) for pc in range(2) for tr in range(2) for tc in range(2)]
+
+
+@jax.custom_vjp
+def conv_transpose_output_side(x: jax.Array, blocks: jax.Array) -> jax.Array:
+  """ConvT(k=4, s=2, p=1) as one GEMM to the 16 (phase, tap) responses of every input pixel, then per output
+  phase the shifted sum of its 4 taps: exactly the transposed conv's products (no zero taps, no im2col of x),
+  gradients as two GEMMs against the cotangent shifted to each tap. `blocks` = `_phase_blocks(kernel)`."""
+  b, h, w, _ = x.shape
+  cout = blocks.shape[1] // 16
+  z = jnp.pad(x @ blocks, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  phases = [[None, None], [None, None]]
+  for i, pr, pc, r, c in _phase_offsets():
+    part = z[:, r:r + h, c:c + w, i * cout:(i + 1) * cout]
+    phases[pr][pc] = part if phases[pr][pc] is None else phases[pr][pc] + part
+  return depth_to_space(jnp.concatenate([phases[0][0], phases[0][1], phases[1][0], phases[1][1]], -1))
+
+
+def _ct_output_side_fwd(x, blocks):
+  return conv_transpose_output_side(x, blocks), (x, blocks)
+
+
+def _ct_output_side_bwd(res, dy):
+  x, blocks = res
+  b, h, w, cin = x.shape
+  cout = blocks.shape[1] // 16
+  dphase = space_to_depth(dy)                                        # [B, H, W, (pr, pc, c)]
+  # dz[m + r - 1, n + c - 1, block] = dy of the block's phase at (m, n): the cotangent at each tap's offset.
+  dz = jnp.concatenate([
+      jnp.pad(dphase[..., (2 * pr + pc) * cout:(2 * pr + pc + 1) * cout],
+              ((0, 0), (r, 2 - r), (c, 2 - c), (0, 0)))[:, 1:h + 1, 1:w + 1]
+      for _, pr, pc, r, c in _phase_offsets()], axis=-1)
+  dx = dz @ blocks.T
+  dblocks = x.reshape(-1, cin).T @ dz.reshape(-1, 16 * cout)
+  return dx.astype(x.dtype), dblocks.astype(blocks.dtype)
+
+
+conv_transpose_output_side.defvjp(_ct_output_side_fwd, _ct_output_side_bwd)
+
+
 def conv_transpose4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = "s2d") -> jax.Array:
   """PyTorch ConvTranspose2d(k=4, s=2, p=1, bias=False) on NHWC input: H → 2H; kernel [4, 4, C_in, C_out]."""
   dn = ("NHWC", "HWIO", "NHWC")
@@ -185,6 +242,8 @@ def conv_transpose4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = "s2d"
     # Transposed conv = conv of the 2×-dilated input with the flipped kernel, padded by k - 1 - p = 2.
     return jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
                                         dimension_numbers=dn)
+  if impl == "matmul":
+    return conv_transpose_output_side(x, _phase_blocks(kernel))
   cin, cout = kernel.shape[2], kernel.shape[3]
   # Sub-pixel form: one 3×3 stride-1 conv to 4·C_out phase channels, then depth_to_space.
   # Row phases/taps first, then the same rule on the column axis of every (row phase, row tap) slice.
