@@ -38,6 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     l.train.batch_size = 64
     l.train.epochs = 150
     l.train.checkpoint_every_epochs = 50
+    l.train.log_every_epochs = 10       # a progress line per 10 of the 150 short epochs
     l.eval.max_classes = 50
     l.eval.per_exemplar = 6
   l.data = r.data

@@ -4,7 +4,8 @@
 
 Results (one JSON line each):
   * rae_conv_<impl>: images/s of one model's training epoch (lax.scan) with each conv implementation vs 'xla';
-    rae_conv_output_side: 'matmul' (output-side GEMMs where C_out < C_in) vs 'im2col' (im2col everywhere).
+    rae_conv_output_side: 'matmul' (output-side GEMMs: C_out < C_in convs, exact-phase ConvTs) vs 'im2col'
+      (im2col everywhere).
   * rae_vs_pytorch_<impl>: the same epoch vs a straightforward PyTorch RAE step (experiments/torch_rae.py), when
     torch is installed (the `bench` extra).
   * rae_sweep_K<k>_<mode>_<impl>[_contrastive]: images/s summed over the K members when they train as one sweep
@@ -119,9 +120,10 @@ def conv_results(cfg, train, repeats, throughput) -> dict[str, float]:
   for impl in impls[1:]:
     emit(f"rae_conv_{impl}", "xla convolutions", f"{impl} convolutions", "images/s", per_impl["xla"],
          per_impl[impl], batch=cfg.train.batch_size)
-  # 'matmul' = 'im2col' plus the output-side GEMM conv wherever C_out < C_in (layers.conv_valid_output_side).
-  emit("rae_conv_output_side", "im2col everywhere", "output-side GEMMs where C_out < C_in", "images/s",
-       per_impl["im2col"], per_impl["matmul"], batch=cfg.train.batch_size)
+  # 'matmul' = 'im2col' plus output-side GEMMs wherever C_out < C_in (layers.conv_valid_output_side) and the
+  # exact-phase ConvT (layers.conv_transpose_output_side).
+  emit("rae_conv_output_side", "im2col everywhere", "output-side GEMMs (C_out < C_in convs, exact-phase ConvTs)",
+       "images/s", per_impl["im2col"], per_impl["matmul"], batch=cfg.train.batch_size)
   best = max(per_impl, key=per_impl.get)
   torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
   if torch_rate is not None:

@@ -18,7 +18,7 @@ _DN = ("NHWC", "HWIO", "NHWC")
 
 
 def resolve_conv_impl(impl: str) -> str:
-  """'auto' picks the measured winner per backend (experiments/BENCHMARKS.md): im2col matmuls on a CPU, whose
+  """'auto' picks the measured winner per backend (experiments/BENCHMARKS.md): GEMM convolutions on a CPU, whose
   convolutions run slowly inside loops, space-to-depth convolutions elsewhere."""
   if impl != "auto":
     return impl
