@@ -3,6 +3,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -52,3 +53,23 @@ def test_an_installed_package_plans_the_fig3_study(installed):
   plan = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
   assert plan[-1]["runs"] == len(plan) - 1 and plan[-1]["runs_left"] == plan[-1]["runs"]
   assert {p["job"] for p in plan[:-1]} == {"rae", "ldm", "critics", "evaluate"}
+
+
+@pytest.mark.real_data
+def test_an_installed_package_runs_the_demo_from_its_own_configs(installed):
+  """The README's main job, tiny, from the installed package in another directory: every stage runs and the
+  summary it writes is what the stages wrote (RAE accuracies, the evaluation's points on the human plane, each
+  scored LDM an export inside this workdir)."""
+  site, cwd, _ = installed
+  out = _run(["-m", "ldm_jax.main", "--config=configs/demo.py:tiny", f"--workdir={cwd}/demo"], installed, timeout=1500)
+  assert out.returncode == 0, out.stderr[-2000:]
+  demo = cwd / "demo"
+  summary = json.loads((demo / "demo_metrics.json").read_text())
+  assert summary["rae"] == json.loads((demo / "rae" / "summary.json").read_text())
+  points = json.loads((demo / "eval" / "scores.json").read_text())["points"]
+  assert [(p["name"], p["recognizability"], p["distance_to_human"]) for p in summary["eval"]["points"]] == \
+      [(p["name"], p["recognizability"], p["distance_to_human"]) for p in points]
+  assert points[0]["name"] == "humans" and points[0]["distance_to_human"] == 0.0
+  scored = [p for p in points if p["kind"] == "ldm"]
+  assert len(scored) == len(summary["ldm"]["members"]) == 2
+  assert all((demo / "ldm" / "models").resolve() in pathlib.Path(p["path"]).resolve().parents for p in scored)
