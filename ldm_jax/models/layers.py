@@ -203,7 +203,7 @@ def conv_transpose_output_side(x: jax.Array, blocks: jax.Array) -> jax.Array:
   """ConvT(k=4, s=2, p=1) as one GEMM to the 16 (phase, tap) responses of every input pixel, then per output
   phase the shifted sum of its 4 taps: exactly the transposed conv's products (no zero taps, no im2col of x),
   gradients as two GEMMs against the cotangent shifted to each tap. `blocks` = `_phase_blocks(kernel)`."""
-  b, h, w, _ = x.shape
+  h, w = x.shape[1:3]
   cout = blocks.shape[1] // 16
   z = jnp.pad(x @ blocks, ((0, 0), (1, 1), (1, 1), (0, 0)))
   phases = [[None, None], [None, None]]
@@ -219,7 +219,7 @@ def _ct_output_side_fwd(x, blocks):
 
 def _ct_output_side_bwd(res, dy):
   x, blocks = res
-  b, h, w, cin = x.shape
+  _, h, w, cin = x.shape
   cout = blocks.shape[1] // 16
   dphase = space_to_depth(dy)                                        # [B, H, W, (pr, pc, c)]
   # dz[m + r - 1, n + c - 1, block] = dy of the block's phase at (m, n): the cotangent at each tap's offset.
