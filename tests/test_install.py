@@ -56,6 +56,7 @@ def test_an_installed_package_plans_the_fig3_study(installed):
 
 
 @pytest.mark.real_data
+@pytest.mark.slow   # ~4 min on one CI worker; the in-process pipeline tests (test_ldm.py) cover the stages
 def test_an_installed_package_runs_the_demo_from_its_own_configs(installed):
   """The README's main job, tiny, from the installed package in another directory: every stage runs and the
   summary it writes is what the stages wrote (RAE accuracies, the evaluation's points on the human plane, each

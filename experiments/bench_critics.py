@@ -1,0 +1,109 @@
+"""The Omniglot recognizability critic's training epoch (Conv4 prototypical network, 50×50, 60-way 1-shot tasks)
+per convolution implementation, against XLA's own convolutions and against PyTorch.
+
+    python experiments/bench_critics.py [--quick]
+
+ldm_jax side: the critics job's own loss (`jobs.critics.make_loss_fn`, protonet) in the generic scanned epoch
+(`sweep.member_epoch`), one member, on real Omniglot training drawings. With 'xla' among `--impls` (slow: XLA:CPU's
+convolutions inside a scan, minutes per epoch), one JSON line per other implementation vs 'xla'; with torch
+installed (the `bench` extra), one line per implementation vs the PyTorch step of experiments/torch_critic.py
+(same network, input transform, loss and optimizer) on the same drawings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+from bench_rae import torch_threads
+from benchlib import emit, seconds_per_call
+
+from configs import critics as critics_config
+from ldm_jax import critic
+from ldm_jax import data as data_lib
+from ldm_jax.data import pipeline
+from ldm_jax.jobs import critics as critics_job
+from ldm_jax.train import sweep
+
+
+def scanned_rate(cfg, data, repeats: int) -> float:
+  """Images/s (drawings + exemplars through the critic) of one scanned protonet epoch."""
+  model = critic.build_model(cfg, "protonet")
+  batch, size = cfg.train.batch_size, cfg.data.image_size
+  tx = critic.make_optimizer(cfg)
+  state = sweep.init_state(lambda key: model.init(key, jnp.zeros((2, size, size, 1)), False), tx,
+                           jax.random.PRNGKey(0))
+  loss_fn = critics_job.make_loss_fn(model, cfg, "protonet")
+  epoch = jax.jit(functools.partial(sweep.member_epoch, loss_fn, tx, batch, None))
+  held = {"s": state}
+
+  def run():
+    held["s"], m = epoch(held["s"], {"member": jnp.arange(1)}, data)
+    return m
+
+  return 2 * pipeline.steps_per_epoch(data.num_examples, batch) * batch / seconds_per_call(run, repeats=repeats)
+
+
+def torch_rate(train, batch: int, repeats: int) -> float | None:
+  try:
+    import torch
+  except ImportError:
+    print("# PyTorch not installed: `pip install -e .[bench]` for the PyTorch reference line", file=sys.stderr)
+    return None
+  import numpy as np
+  from torch_critic import TorchConv4, make_step
+  torch.set_num_threads(torch_threads())
+  torch.manual_seed(0)
+  images = torch.from_numpy(np.asarray(train["images"], np.float32)[:, None] / 255.0)
+  exemplars = images[torch.from_numpy(np.asarray(train["exemplar_index"])[np.asarray(train["labels"])])]
+  model = TorchConv4().train()
+  step = make_step(model)
+  spe = len(images) // batch
+  perm = torch.randperm(len(images))
+
+  def epoch():
+    for i in range(spe):
+      rows = perm[i * batch:(i + 1) * batch]
+      step(images[rows], exemplars[rows])
+
+  epoch()   # warm-up
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    epoch()
+    times.append(time.perf_counter() - t)
+  return 2 * spe * batch / sorted(times)[len(times) // 2]
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--impls", default="matmul,im2col", help="comma-separated conv implementations")
+  args = parser.parse_args()
+  cfg = critics_config.get_config("omniglot")
+  n = 1200 if args.quick else 4800
+  train = data_lib.load_split(cfg, cfg.data.split, n)
+  data = pipeline.to_device(train)
+  repeats = 2 if args.quick else 3
+  batch = cfg.train.batch_size
+  reference = torch_rate(train, batch, repeats)
+  rates = {}
+  for impl in args.impls.split(","):
+    c = cfg.copy_and_resolve_references()
+    c.critics.conv_impl = impl
+    rates[impl] = scanned_rate(c, data, repeats)
+    if impl != "xla" and "xla" in rates:
+      emit(f"critic_conv_{impl}", "scanned epoch (xla convolutions)", f"scanned epoch ({impl})", "images/s",
+           rates["xla"], rates[impl], batch=batch, steps=n // batch)
+    if reference is not None:
+      emit(f"critic_vs_pytorch_{impl}", "PyTorch Conv4 protonet step (experiments/torch_critic.py)",
+           f"scanned epoch ({impl})", "images/s", reference, rates[impl], batch=batch, steps=n // batch,
+           torch_threads=torch_threads())
+
+
+if __name__ == "__main__":
+  main()
