@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
-import time
 
 import jax
 import jax.numpy as jnp
-from bench_rae import torch_threads
+from bench_rae import torch_threads, torch_throughput
 from benchlib import emit, seconds_per_call
 
 from configs import critics as critics_config
@@ -48,37 +46,6 @@ def scanned_rate(cfg, data, repeats: int) -> float:
   return 2 * pipeline.steps_per_epoch(data.num_examples, batch) * batch / seconds_per_call(run, repeats=repeats)
 
 
-def torch_rate(train, batch: int, repeats: int) -> float | None:
-  try:
-    import torch
-  except ImportError:
-    print("# PyTorch not installed: `pip install -e .[bench]` for the PyTorch reference line", file=sys.stderr)
-    return None
-  import numpy as np
-  from torch_critic import TorchConv4, make_step
-  torch.set_num_threads(torch_threads())
-  torch.manual_seed(0)
-  images = torch.from_numpy(np.asarray(train["images"], np.float32)[:, None] / 255.0)
-  exemplars = images[torch.from_numpy(np.asarray(train["exemplar_index"])[np.asarray(train["labels"])])]
-  model = TorchConv4().train()
-  step = make_step(model)
-  spe = len(images) // batch
-  perm = torch.randperm(len(images))
-
-  def epoch():
-    for i in range(spe):
-      rows = perm[i * batch:(i + 1) * batch]
-      step(images[rows], exemplars[rows])
-
-  epoch()   # warm-up
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    epoch()
-    times.append(time.perf_counter() - t)
-  return 2 * spe * batch / sorted(times)[len(times) // 2]
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
@@ -90,7 +57,8 @@ def main():
   data = pipeline.to_device(train)
   repeats = 2 if args.quick else 3
   batch = cfg.train.batch_size
-  reference = torch_rate(train, batch, repeats)
+  reference = torch_throughput(train, batch, repeats, "critic")
+  reference = None if reference is None else 2 * reference   # drawings + exemplars through the critic
   rates = {}
   for impl in args.impls.split(","):
     c = cfg.copy_and_resolve_references()

@@ -79,8 +79,9 @@ def torch_threads() -> int:
   return os.cpu_count() or 1
 
 
-def torch_throughput(train, batch: int, repeats: int) -> float | None:
-  """Images/s of the same model and step in PyTorch (CPU, all cores), over the same drawings; None without torch."""
+def torch_throughput(train, batch: int, repeats: int, reference: str = "rae") -> float | None:
+  """Drawings/s of the same model and step in PyTorch (CPU, all cores), over the same drawings, each with its
+  exemplar; None without torch. `reference`: 'rae' (experiments/torch_rae.py) or 'critic' (torch_critic.py)."""
   try:
     import torch
   except ImportError:
@@ -89,13 +90,16 @@ def torch_throughput(train, batch: int, repeats: int) -> float | None:
   import time
 
   import numpy as np
-  from torch_rae import TorchRAE, make_step
+  import torch_critic
+  import torch_rae
   torch.set_num_threads(torch_threads())
   torch.manual_seed(0)
   images = torch.from_numpy(np.asarray(train["images"], np.float32)[:, None] / 255.0)
   exemplars = images[torch.from_numpy(np.asarray(train["exemplar_index"])[np.asarray(train["labels"])])]
-  model = TorchRAE().train()
-  step = make_step(model)
+  if reference == "rae":
+    step = torch_rae.make_step(torch_rae.TorchRAE().train())
+  else:
+    step = torch_critic.make_step(torch_critic.TorchConv4().train())
   spe = len(images) // batch
   perm = torch.randperm(len(images))
 
