@@ -60,7 +60,8 @@ def main():
   reference = torch_throughput(train, batch, repeats, "critic")
   reference = None if reference is None else 2 * reference   # drawings + exemplars through the critic
   rates = {}
-  for impl in args.impls.split(","):
+  impls = sorted(args.impls.split(","), key=lambda i: i != "xla")   # 'xla' first: the others are compared to it
+  for impl in impls:
     c = cfg.copy_and_resolve_references()
     c.critics.conv_impl = impl
     rates[impl] = scanned_rate(c, data, repeats)

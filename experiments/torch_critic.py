@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-THRESHOLD = 0.3
+from ldm_jax.models.critics import BINARY_THRESHOLD
 
 
 class TorchConv4(nn.Module):
@@ -33,7 +33,7 @@ def critic_input(x: torch.Tensor, size: int = 50) -> torch.Tensor:
   x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
   lo = x.amin(dim=(1, 2, 3), keepdim=True)
   hi = x.amax(dim=(1, 2, 3), keepdim=True)
-  return ((x - lo) / (hi - lo).clamp_min(1e-6) > THRESHOLD).float()
+  return ((x - lo) / (hi - lo).clamp_min(1e-6) > BINARY_THRESHOLD).float()
 
 
 def make_step(model: TorchConv4):
