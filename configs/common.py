@@ -103,7 +103,7 @@ def rae_train_config(epochs: int = 300) -> ml_collections.ConfigDict:
       "log_every_epochs": 1,     # off a terminal: one progress line per N epochs
       "tensorboard": False,      # event files in <workdir>/tensorboard (tensorboardX; the `tensorboard` extra)
       "keep_checkpoints": 2,
-      "sweep_mode": "auto",          # 'auto' | 'vmap' | 'map' | 'sequential' (experiments/BENCHMARKS.md)
+      "sweep_mode": "auto",          # 'auto' | 'vmap' | 'map' | 'sequential' | 'unroll' (experiments/BENCHMARKS.md)
       "compute_dtype": "float32",    # 'bfloat16': bf16 forward/backward, f32 params and Adam (train/precision.py)
   })
 

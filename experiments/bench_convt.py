@@ -1,4 +1,4 @@
-"""The decoder's transposed convolutions alone: exact-phase GEMMs ('matmul') vs the sub-pixel 3×3 im2col form.
+"""The decoder's transposed convolutions alone: shifted-block GEMMs, batch-chunked ('matmul') vs sub-pixel 3×3 im2col.
 
     python experiments/bench_convt.py [--quick]
 
@@ -44,7 +44,7 @@ def main():
   repeats = 2 if parser.parse_args().quick else 5
   for cin, cout, h in LAYERS:
     base, cand = (ms_per_layer(i, cin, cout, h, repeats) for i in ("im2col", "matmul"))
-    emit(f"convt_{cin}to{cout}_{h}px", "sub-pixel 3x3 im2col (im2col)", "exact-phase GEMMs (matmul)", "layers/s",
+    emit(f"convt_{cin}to{cout}_{h}px", "sub-pixel 3x3 im2col (im2col)", "shifted-block GEMMs (matmul)", "layers/s",
          1e3 / base, 1e3 / cand, batch=128)
 
 

@@ -4,13 +4,14 @@
 
 Results (one JSON line each):
   * rae_conv_<impl>: images/s of one model's training epoch (lax.scan) with each conv implementation vs 'xla';
-    rae_conv_output_side: 'matmul' (output-side GEMMs: C_out < C_in convs, exact-phase ConvTs) vs 'im2col'
-      (im2col everywhere).
+    rae_conv_output_side: 'matmul' (output-side GEMMs where they move less, shifted-block ConvTs, batch-chunked)
+      vs 'im2col' (im2col everywhere).
   * rae_vs_pytorch_<impl>: the same epoch vs a straightforward PyTorch RAE step (experiments/torch_rae.py), when
     torch is installed (the `bench` extra).
   * rae_sweep_K<k>_<mode>_<impl>[_contrastive]: images/s summed over the K members when they train as one sweep
-    ('vmap', 'map' or 'sequential' = one compiled member epoch dispatched K times) vs K separate single-model runs
-    (whose total rate is the single-model rate), with/without the SimCLR augmentations.
+    ('vmap', 'map', 'unroll' = every member's step in one scan body, or 'sequential' = one compiled member epoch
+    dispatched K times) vs K separate single-model runs (whose total rate is the single-model rate), with/without
+    the SimCLR augmentations.
 """
 
 from __future__ import annotations
@@ -79,16 +80,15 @@ def torch_threads() -> int:
   return os.cpu_count() or 1
 
 
-def torch_throughput(train, batch: int, repeats: int, reference: str = "rae") -> float | None:
-  """Drawings/s of the same model and step in PyTorch (CPU, all cores), over the same drawings, each with its
-  exemplar; None without torch. `reference`: 'rae' (experiments/torch_rae.py) or 'critic' (torch_critic.py)."""
+def torch_epoch(train, batch: int, reference: str = "rae"):
+  """(run(), drawings per call): one epoch of the same model and step in PyTorch (CPU, all cores) over the same
+  drawings, each with its exemplar; None without torch. `reference`: 'rae' (experiments/torch_rae.py) or
+  'critic' (torch_critic.py)."""
   try:
     import torch
   except ImportError:
     print("# PyTorch not installed: `pip install -e .[bench]` for the PyTorch reference line", file=sys.stderr)
     return None
-  import time
-
   import numpy as np
   import torch_critic
   import torch_rae
@@ -106,15 +106,19 @@ def torch_throughput(train, batch: int, repeats: int, reference: str = "rae") ->
   def epoch():
     for i in range(spe):
       rows = perm[i * batch:(i + 1) * batch]
-      step(images[rows], exemplars[rows])
+      loss = step(images[rows], exemplars[rows])
+    return float(loss.detach())
 
-  epoch()   # warm-up
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    epoch()
-    times.append(time.perf_counter() - t)
-  return spe * batch / sorted(times)[len(times) // 2]
+  return epoch, spe * batch
+
+
+def torch_throughput(train, batch: int, repeats: int, reference: str = "rae") -> float | None:
+  """Drawings/s of `torch_epoch` (median of `repeats` epochs after one warm-up); None without torch."""
+  runner = torch_epoch(train, batch, reference)
+  if runner is None:
+    return None
+  epoch, drawings = runner
+  return drawings / seconds_per_call(epoch, repeats=repeats)
 
 
 def conv_results(cfg, train, repeats, throughput) -> dict[str, float]:
@@ -124,9 +128,9 @@ def conv_results(cfg, train, repeats, throughput) -> dict[str, float]:
   for impl in impls[1:]:
     emit(f"rae_conv_{impl}", "xla convolutions", f"{impl} convolutions", "images/s", per_impl["xla"],
          per_impl[impl], batch=cfg.train.batch_size)
-  # 'matmul' = 'im2col' plus output-side GEMMs wherever C_out < C_in (layers.conv_valid_output_side) and the
-  # exact-phase ConvT (layers.conv_transpose_output_side).
-  emit("rae_conv_output_side", "im2col everywhere", "output-side GEMMs (C_out < C_in convs, exact-phase ConvTs)",
+  # 'matmul' = 'im2col' plus output-side GEMMs where they move less (layers.conv_valid_output_side) and the
+  # shifted-block ConvT (layers.conv_transpose_shifted), both batch-chunked to stay in cache.
+  emit("rae_conv_output_side", "im2col everywhere", "output-side GEMMs, shifted-block ConvTs (matmul)",
        "images/s", per_impl["im2col"], per_impl["matmul"], batch=cfg.train.batch_size)
   best = max(per_impl, key=per_impl.get)
   torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
@@ -163,18 +167,21 @@ def figure_results(cfg, train, repeats, impl: str, on_cpu: bool) -> None:
 
 def sweep_results(args, impl: str, single_rate, on_cpu: bool, throughput) -> None:
   """K-member sweeps in each mode vs K separate runs (whose total rate is the single-model rate)."""
-  ks = (4,) if args.quick else (4, 8)
-  modes = ("sequential", "map", "vmap") if on_cpu else ("vmap", "sequential")
+  ks = tuple(int(k) for k in args.ks.split(",")) if args.ks else ((4,) if args.quick else (4, 8))
+  modes = args.modes.split(",") if args.modes else (
+      ("sequential", "map", "vmap", "unroll") if on_cpu else ("vmap", "unroll", "map", "sequential"))
   # Under vmap a convolution becomes a grouped convolution, a matmul a batched matmul: measure both layouts.
   sweep_impls = (impl,) if on_cpu or impl == "matmul" else (impl, "matmul")
-  for regs, tag in ((("prototype",), ""), (("simclr",), "_contrastive")):
+  kinds = {"plain": (("prototype",), ""), "contrastive": (("simclr",), "_contrastive")}
+  for name in args.sweeps.split(","):
+    regs, tag = kinds[name]
     single = single_rate if not tag and single_rate else throughput(1, "vmap", impl, regs)
     for k in ks:
       for mode in modes:
         for i in sweep_impls if mode == "vmap" else (impl,):
           emit(f"rae_sweep_K{k}_{mode}_{i}{tag}", f"{k} separate runs ({impl})",
                f"one {mode} sweep of {k} models ({i})", "images/s, all models", single,
-               throughput(k, mode, i, regs), conv_impl=i)
+               throughput(k, mode, i, regs), conv_impl=i, xla_flags=os.environ.get("XLA_FLAGS", ""))
 
 
 def main():
@@ -182,6 +189,9 @@ def main():
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--only", choices=("conv", "figure", "sweep"),
                       help="one group of results (figure/sweep then use the backend's 'auto' convolutions)")
+  parser.add_argument("--ks", default="", help="sweep sizes, e.g. 4,8 (default: 4 with --quick, else 4,8)")
+  parser.add_argument("--modes", default="", help="sweep modes to measure, e.g. vmap,unroll (default: all)")
+  parser.add_argument("--sweeps", default="plain,contrastive", help="plain (prototype) and/or contrastive (SimCLR)")
   args = parser.parse_args()
   cfg = rae_config.get_config("omniglot")
   n = 256 if args.quick else (2560 if jax.default_backend() == "cpu" else 10240)

@@ -6,6 +6,7 @@ XLA:CPU runs autodiff's convolutions slowly inside loops; this separates that in
 'xla') from the speed of each implementation's kernels. One JSON line per implementation: baseline = the loop of
 jitted steps, candidate = the scanned epoch (same model, data, steps). With torch installed (the `bench` extra), one
 more line per implementation: the scanned epoch vs the PyTorch step of experiments/torch_rae.py on the same drawings.
+Every epoch of every side is timed in interleaved rounds (benchlib.interleaved_seconds), medians reported.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from bench_rae import torch_threads, torch_throughput
-from benchlib import emit, seconds_per_call
+from bench_rae import torch_epoch, torch_threads
+from benchlib import emit, interleaved_seconds
 
 from configs import rae as rae_config
 from ldm_jax import data as data_lib
@@ -26,8 +27,8 @@ from ldm_jax.jobs import rae as rae_job
 from ldm_jax.train import sweep
 
 
-def rates(cfg, train, data, repeats: int) -> tuple[float, float]:
-  """(images/s scanned, images/s as jitted steps) for one prototype-regularised RAE."""
+def runners(cfg, train, data) -> tuple[callable, callable, int]:
+  """(scanned epoch, loop of jitted steps, images per call) for one prototype-regularised RAE."""
   n, batch = len(train["labels"]), cfg.train.batch_size
   model = rae.build_model(cfg, int(train["labels"].max()) + 1)
   spe = pipeline.steps_per_epoch(n, batch)
@@ -37,21 +38,20 @@ def rates(cfg, train, data, repeats: int) -> tuple[float, float]:
   epoch = jax.jit(functools.partial(sweep.member_epoch, loss_fn, tx, batch, None))
   step = jax.jit(lambda s, b: sweep.train_step(loss_fn, tx, s, hparams, b))
   batches = [data.gather(pipeline.batch_rows(jnp.arange(n), i, batch)) for i in range(spe)]
-  held = {"s": state}
+  held = {"scan": state, "steps": state}
 
   def scanned():
-    held["s"], m = epoch(held["s"], hparams, data)
+    held["scan"], m = epoch(held["scan"], hparams, data)
     return m
 
   def stepped():
-    s = held["s"]
+    s = held["steps"]
     for b in batches:
       s, m = step(s, b)
-    held["s"] = s
+    held["steps"] = s
     return m
 
-  images = spe * batch
-  return images / seconds_per_call(scanned, repeats=repeats), images / seconds_per_call(stepped, repeats=repeats)
+  return scanned, stepped, spe * batch
 
 
 def main():
@@ -63,18 +63,26 @@ def main():
   n = 1280 if args.quick else 5120
   train = data_lib.load_split(cfg, "paper_train", n)
   data = pipeline.to_device(train)
-  repeats = 2 if args.quick else 3
-  torch_rate = torch_throughput(train, cfg.train.batch_size, repeats)
-  for impl in args.impls.split(","):
+  fns, images = {}, {}
+  reference = torch_epoch(train, cfg.train.batch_size)
+  if reference is not None:
+    fns["torch"], images["torch"] = reference
+  impls = args.impls.split(",")
+  for impl in impls:
     c = cfg.copy_and_resolve_references()
     c.rae.conv_impl = impl
-    scan_rate, step_rate = rates(c, train, data, repeats=repeats)
+    fns[f"scan_{impl}"], fns[f"steps_{impl}"], images[f"scan_{impl}"] = runners(c, train, data)
+    images[f"steps_{impl}"] = images[f"scan_{impl}"]
+  seconds = interleaved_seconds(fns, rounds=3 if args.quick else 5)
+  rate = {name: images[name] / seconds[name] for name in fns}
+  batch, steps = cfg.train.batch_size, n // cfg.train.batch_size
+  for impl in impls:
     emit(f"rae_scan_vs_steps_{impl}", f"loop of jitted steps ({impl})", f"scanned epoch ({impl})", "images/s",
-         step_rate, scan_rate, batch=c.train.batch_size, steps=n // c.train.batch_size)
-    if torch_rate is not None:
+         rate[f"steps_{impl}"], rate[f"scan_{impl}"], batch=batch, steps=steps)
+    if reference is not None:
       emit(f"rae_scan_vs_pytorch_{impl}", "PyTorch RAE step (experiments/torch_rae.py)", f"scanned epoch ({impl})",
-           "images/s", torch_rate, scan_rate, batch=c.train.batch_size, steps=n // c.train.batch_size,
-           torch_threads=torch_threads())
+           "images/s", rate["torch"], rate[f"scan_{impl}"], batch=batch, steps=steps, torch_threads=torch_threads(),
+           rounds=3 if args.quick else 5)
 
 
 if __name__ == "__main__":

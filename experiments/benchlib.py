@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 import jax
 
@@ -27,6 +28,23 @@ def seconds_per_call(fn, *args, repeats: int = 3, warmup: int = 1) -> float:
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - t)
   return sorted(times)[len(times) // 2]
+
+
+def interleaved_seconds(fns: dict[str, Callable], rounds: int, warmup: int = 1) -> dict[str, float]:
+  """Median wall time of each fn() (blocking on its result), the calls interleaved round by round.
+
+  This 2-core VM's speed drifts by ±20 % within minutes (every program alike, CPU time too); timing one side
+  after the other would fold that drift into the ratio, so each round times every side once."""
+  for fn in fns.values():
+    for _ in range(warmup):
+      jax.block_until_ready(fn())
+  times = {name: [] for name in fns}
+  for _ in range(rounds):
+    for name, fn in fns.items():
+      t = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - t)
+  return {name: sorted(ts)[len(ts) // 2] for name, ts in times.items()}
 
 
 def emit(bench: str, baseline: str, candidate: str, unit: str, baseline_value: float, candidate_value: float,

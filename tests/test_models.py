@@ -26,7 +26,7 @@ def test_parameter_counts_match_table_1():
 @pytest.mark.parametrize("impl", ["s2d", "matmul", "vjp"])
 def test_conv_implementations_are_exact_with_gradients(impl):
   k = jax.random.normal(jax.random.PRNGKey(0), (4, 4, 3, 5))
-  for h, p in ((48, 1), (12, 2), (7, 1)):
+  for h, p in ((48, 1), (12, 2), (7, 1), (9, 0)):   # (9, 0): a row no kept output reads is cropped, not padded
     x = jax.random.normal(jax.random.PRNGKey(h), (2, h, h, 3))
     f = lambda x, k, i: jnp.sum(jnp.sin(layers.conv4x4_stride2(x, k, p, i)))
     np.testing.assert_allclose(f(x, k, impl), f(x, k, "xla"), rtol=1e-4)
@@ -49,7 +49,7 @@ def test_custom_vjp_convolution_gradients_equal_autodiff(kh, cin, cout, h):
   w = jax.random.normal(jax.random.PRNGKey(7), (2, h - kh + 1, h - kh + 1, cout))
   f = lambda x, k, impl: jnp.sum(w * layers.conv_valid(x, k, impl))
   eps = float(np.finfo(np.float32).eps)
-  # 'matmul' takes the output-side custom VJP (conv_valid_output_side) where C_out < C_in, e.g. the 16 → 1 layer.
+  # 'matmul' takes the output-side custom VJP (conv_valid_output_side) where it moves less, e.g. the 16 → 1 layer.
   for impl in ("vjp", "matmul"):
     np.testing.assert_allclose(f(x, k, impl), f(x, k, "xla"), rtol=1e-4)
     for got, want in zip(jax.grad(f, (0, 1))(x, k, impl), jax.grad(f, (0, 1))(x, k, "xla")):
@@ -59,7 +59,7 @@ def test_custom_vjp_convolution_gradients_equal_autodiff(kh, cin, cout, h):
 
 @pytest.mark.parametrize("cin,cout,h", [(128, 64, 6), (64, 32, 12), (32, 16, 24)])
 def test_exact_phase_transposed_conv_gradients_equal_autodiff(cin, cout, h):
-  """'matmul' runs the decoder's ConvT(k4, s2, p1) as `conv_transpose_output_side`: only the 4 taps each output
+  """'matmul' runs the decoder's ConvT(k4, s2, p1) as `conv_transpose_shifted`: only the 4 taps each output
   phase reads (the sub-pixel 3×3 form multiplies 9), a custom VJP. Its value and both gradients equal XLA's
   transposed convolution under autodiff at the RAE's three decoder layers, to the float32 rounding of the sums."""
   x = jax.random.normal(jax.random.PRNGKey(h), (2, h, h, cin))
@@ -70,6 +70,24 @@ def test_exact_phase_transposed_conv_gradients_equal_autodiff(cin, cout, h):
   np.testing.assert_allclose(f(x, k, "matmul"), f(x, k, "xla"), rtol=1e-4)
   for got, want in zip(jax.grad(f, (0, 1))(x, k, "matmul"), jax.grad(f, (0, 1))(x, k, "xla")):
     np.testing.assert_allclose(got, want, atol=eps * terms * float(jnp.abs(want).max()))
+
+
+def test_batch_chunked_gemm_convolutions_equal_the_whole_batch(monkeypatch):
+  """With a cache budget of a few rows the GEMM convolutions map their forward over batch chunks and scan their
+  backward (summing the weight gradient); values and both gradients equal the one-chunk program's."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 12, 12, 32))
+  k_out = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 32, 1)) / 16       # output-side conv (32 → 1)
+  k_ct = jax.random.normal(jax.random.PRNGKey(2), (4, 4, 32, 16)) / 32      # exact-phase ConvT
+  f = lambda x, a, b: (jnp.sum(jnp.sin(layers.conv_valid(x, a, "matmul")))
+                       + jnp.sum(jnp.cos(layers.conv_transpose4x4_stride2(x, b, "matmul"))))
+  assert layers._output_side_moves_less(x.shape, k_out.shape)
+  whole = f(x, k_out, k_ct), jax.grad(f, (0, 1, 2))(x, k_out, k_ct)
+  monkeypatch.setattr(layers, "CHUNK_BYTES", 1)   # one row per chunk: 6 chunks
+  assert layers._chunk_rows(6, 10) == 1
+  chunked = f(x, k_out, k_ct), jax.grad(f, (0, 1, 2))(x, k_out, k_ct)
+  np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
+  for got, want in zip(chunked[1], whole[1]):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
 
 
 def test_conv_transpose_matches_pytorch_definition():

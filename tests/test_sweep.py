@@ -64,6 +64,25 @@ def test_vmapped_sweep_equals_separate_runs(omniglot_test):
   assert np.linalg.norm(p0 - p1) > 0.5 * np.linalg.norm(p1)
 
 
+@pytest.mark.parametrize("mode", ["unroll", "sequential"])
+def test_every_sweep_mode_trains_the_members_that_map_trains(omniglot_test, mode):
+  """'unroll' (all members' steps in one scan body) and 'sequential' compute the same members as 'map': same
+  data order, same step noise, same updates, same epoch metrics, up to float rounding of different fusions."""
+  cfg, model, tx, init_fn, data = small_setup(omniglot_test, regs=("kl",))
+  keys = sweep.member_keys(0, 3)
+  hp = {"beta": jnp.array([[b, 0, 0, 0, 0, 0] for b in (0.0, 0.1, 1.0)], jnp.float32)}
+  loss_fn = rae_job.make_loss_fn(model, cfg)
+  want, m_want = sweep.make_epoch_fn(loss_fn, tx, cfg.train.batch_size, None, "map")(
+      sweep.init_sweep(init_fn, tx, keys), hp, data)
+  got, m_got = sweep.make_epoch_fn(loss_fn, tx, cfg.train.batch_size, None, mode)(
+      sweep.init_sweep(init_fn, tx, keys), hp, data)
+  assert_trees_close(got.params, want.params, rel=1e-4, atol=1e-5)
+  np.testing.assert_array_equal(got.step, want.step)
+  for key in m_want:
+    np.testing.assert_allclose(m_got[key], m_want[key], rtol=1e-4, atol=1e-6)
+  assert float(jnp.abs(m_want["loss"][0] - m_want["loss"][2])) > 1e-3   # the members really differ
+
+
 def test_a_mixed_sweep_trains_each_member_as_its_own_regularizers_sweep_would(omniglot_test):
   """One program, members with different regularizers (KL samples, VQ quantises, prototype adds the exemplar view,
   'none' is a plain autoencoder): each member's parameters equal those of a sweep of its regularizers alone (same

@@ -66,6 +66,57 @@ def _conv_valid_bwd(res, dy):
 conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
+# GEMM convolutions write an intermediate several times the size of their output (every tap's response, the
+# cotangent at every tap). Over the whole batch it streams through DRAM; a few rows at a time it stays in cache
+# while the shifted sums read it back. On the 2-core CI CPU a 2 MB budget took the whole RAE step 7 % faster than
+# none (experiments/BENCHMARKS.md, "Batch-chunked GEMM convolutions"). A variable so benchmarks can compare.
+CHUNK_BYTES = 2 << 20
+
+
+def _chunk_rows(batch: int, row_bytes: int) -> int:
+  """The largest divisor of `batch` whose rows' intermediate fits in CHUNK_BYTES (at least 1)."""
+  fit = max(1, CHUNK_BYTES // max(row_bytes, 1))
+  return max(d for d in range(1, min(batch, fit) + 1) if batch % d == 0)
+
+
+def _batch_chunked(forward, backward, row_bytes):
+  """A custom-VJP function f(x, w) = forward(x, w) computed over batch chunks of `_chunk_rows` rows: the forward
+  mapped over chunks, the backward (backward(x, w, dy) -> (dx, dw)) scanned over them, summing dw."""
+
+  def chunks(x, w):
+    return _chunk_rows(x.shape[0], row_bytes(x.shape, w.shape))
+
+  def split(a, rows):
+    return a.reshape(a.shape[0] // rows, rows, *a.shape[1:])
+
+  @jax.custom_vjp
+  def f(x, w):
+    rows = chunks(x, w)
+    if rows == x.shape[0]:
+      return forward(x, w)
+    y = jax.lax.map(lambda xc: forward(xc, w), split(x, rows))
+    return y.reshape(x.shape[0], *y.shape[2:])
+
+  def f_fwd(x, w):
+    return f(x, w), (x, w)
+
+  def f_bwd(res, dy):
+    x, w = res
+    rows = chunks(x, w)
+    if rows == x.shape[0]:
+      return backward(x, w, dy)
+
+    def body(dw, chunk):
+      dx, dw_chunk = backward(*chunk[:1], w, chunk[1])
+      return dw + dw_chunk, dx
+
+    dw, dx = jax.lax.scan(body, jnp.zeros_like(w), (split(x, rows), split(dy, rows)))
+    return dx.reshape(x.shape), dw
+
+  f.defvjp(f_fwd, f_bwd)
+  return f
+
+
 def _im2col_input(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """The kh·kw shifted views of x side by side ([B, Ho, Wo, kh·kw·C_in]) times the kernel as one matrix."""
   kh, kw, cin, cout = kernel.shape
@@ -87,26 +138,12 @@ def _sum_taps(z: jax.Array, kh: int, kw: int, cout: int) -> jax.Array:
              for i in range(kh) for j in range(kw))
 
 
-@jax.custom_vjp
-def conv_valid_output_side(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """Stride-1 VALID NHWC × HWIO convolution as GEMMs whose wide side is the (narrower) output: for C_out < C_in.
-
-  im2col copies the input kh·kw times, and its weight gradient contracts that copy with the cotangent; when
-  C_out is small (the decoder's 16 → 1 pixel layer, the encoder's space-to-depth convs) that copy dominates the
-  step. Here the forward pass is one matmul to every tap's response then a shifted sum, and both gradients are
-  matmuls against the cotangent shifted to every tap (kh·kw·C_out wide, not kh·kw·C_in): no im2col of x at all,
-  and no convolution op, so nothing for XLA:CPU to run slowly inside a loop.
-  """
+def _output_side_forward(x: jax.Array, kernel: jax.Array) -> jax.Array:
   kh, kw, _, cout = kernel.shape
   return _sum_taps(_taps_out(x, kernel), kh, kw, cout)
 
 
-def _output_side_fwd(x, kernel):
-  return conv_valid_output_side(x, kernel), (x, kernel)
-
-
-def _output_side_bwd(res, dy):
-  x, kernel = res
+def _output_side_backward(x, kernel, dy):
   kh, kw, cin, cout = kernel.shape
   # dz[b, h + i, w + j, tap (i, j)] = dy[b, h, w]: the cotangent of _sum_taps, i.e. dy placed at every tap's offset.
   dz = jnp.concatenate([jnp.pad(dy, ((0, 0), (i, kh - 1 - i), (j, kw - 1 - j), (0, 0)))
@@ -117,23 +154,46 @@ def _output_side_bwd(res, dy):
   return dx.astype(x.dtype), dk.reshape(cin, kh, kw, cout).transpose(1, 2, 0, 3).astype(kernel.dtype)
 
 
-conv_valid_output_side.defvjp(_output_side_fwd, _output_side_bwd)
+def _output_side_row_bytes(x_shape, kernel_shape) -> int:
+  return x_shape[1] * x_shape[2] * kernel_shape[0] * kernel_shape[1] * kernel_shape[3] * 4
+
+
+conv_valid_output_side = _batch_chunked(_output_side_forward, _output_side_backward, _output_side_row_bytes)
+conv_valid_output_side.__doc__ = """Stride-1 VALID NHWC × HWIO convolution as GEMMs whose wide side is the output.
+
+  im2col copies the input kh·kw times, and its weight gradient contracts that copy with the cotangent; when
+  C_out is small (the decoder's 16 → 1 pixel layer, the encoder's space-to-depth convs) that copy dominates the
+  step. Here the forward pass is one matmul to every tap's response then a shifted sum, and both gradients are
+  matmuls against the cotangent shifted to every tap (kh·kw·C_out wide, not kh·kw·C_in): no im2col of x at all,
+  and no convolution op, so nothing for XLA:CPU to run slowly inside a loop. Batch-chunked (`_batch_chunked`).
+  """
 
 
 def conv_valid(x: jax.Array, kernel: jax.Array, impl: str) -> jax.Array:
   """Stride-1 VALID cross-correlation, NHWC × HWIO. 'matmul' writes it as GEMMs, XLA:CPU's fast kernels
   everywhere (its convolutions slow down badly inside loops — lax.scan — and under vmap): im2col on the input
-  (one matmul over the kh·kw shifted views) when C_out ≥ C_in, the output-side form (`conv_valid_output_side`)
-  when C_out < C_in, whichever copies less (bench: experiments/bench_rae.py). 'vjp' keeps convolutions but
+  (one matmul over the kh·kw shifted views) or the output-side form (`conv_valid_output_side`), whichever moves
+  less (bench: experiments/bench_rae.py). 'vjp' keeps convolutions but
   writes their gradients as convolutions in the same layout (`conv_valid_vjp`); 'im2col' is 'matmul' with
   im2col on the input side always (the form before the output-side one, kept as the benchmark's baseline)."""
   if impl == "vjp":
     return conv_valid_vjp(x, kernel)
   if impl not in ("matmul", "im2col"):
     return _conv(x, kernel)
-  if impl == "matmul" and kernel.shape[3] < kernel.shape[2]:
+  if impl == "matmul" and _output_side_moves_less(x.shape, kernel.shape):
     return conv_valid_output_side(x, kernel)
   return _im2col_input(x, kernel)
+
+
+def _output_side_moves_less(x_shape, kernel_shape) -> bool:
+  """The output-side form writes every input pixel's kh·kw·C_out tap responses; im2col copies kh·kw·C_in values
+  per output pixel but multiplies fewer (outputs ≤ inputs). Output-side only where it moves clearly less (< 3/4):
+  at the encoder's last layer (16 input, 9 output pixels, 0.89 of im2col's copy) im2col ran 2× faster
+  (experiments/BENCHMARKS.md, "fewer copies")."""
+  kh, kw, cin, cout = kernel_shape
+  h, w = x_shape[1:3]
+  inputs, outputs = h * w, (h - kh + 1) * (w - kw + 1)
+  return 4 * inputs * cout < 3 * outputs * cin
 
 
 def space_to_depth(x: jax.Array) -> jax.Array:
@@ -157,14 +217,15 @@ def conv4x4_stride2(x: jax.Array, kernel: jax.Array, padding: int, impl: str = "
   if impl == "xla":
     return jax.lax.conv_general_dilated(x, kernel, (2, 2), ((padding, padding),) * 2, dimension_numbers=dn)
   # Pad, then out[o] = Σ_k in_pad[2o + k]: with k = 2a + phase this is a VALID 2×2 conv on space_to_depth(in_pad).
+  # The out kept outputs read padded rows 0 … 2·out + 1: pad (or crop) to exactly those, so no product is wasted
+  # (the encoder's 7 → 3 layer would otherwise compute 4×4 outputs to keep 3×3).
   h = x.shape[1]
   out = (h + 2 * padding - 4) // 2 + 1
-  extra = (h + 2 * padding) % 2  # make the padded size even; the extra row/col is never read by a kept output
-  x = jnp.pad(x, ((0, 0), (padding, padding + extra), (padding, padding + extra), (0, 0)))
+  end = 2 * (out + 1) - h - padding   # padding after the last row (negative: rows no kept output reads)
+  x = jnp.pad(x, ((0, 0), (padding, max(end, 0)), (padding, max(end, 0)), (0, 0)))[:, :2 * out + 2, :2 * out + 2]
   cin, cout = kernel.shape[2], kernel.shape[3]
   k2 = kernel.reshape(2, 2, 2, 2, cin, cout).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * cin, cout)
-  y = conv_valid(space_to_depth(x), k2, impl)
-  return y[:, :out, :out]
+  return conv_valid(space_to_depth(x), k2, impl)
 
 
 def _phase_taps(kernel: jax.Array) -> jax.Array:
@@ -178,61 +239,56 @@ def _phase_taps(kernel: jax.Array) -> jax.Array:
   return jnp.stack([even, odd])
 
 
-# ConvT(k=4, s=2, p=1) along one axis: output phase r reads input rows m + r + t - 1 (t = 0, 1) with kernel row
-# _PHASE_ROWS[r][t] (out[2m] = in[m-1]·w3 + in[m]·w1, out[2m+1] = in[m]·w2 + in[m+1]·w0): 4 of the 4×4 taps per
-# output phase, so the sub-pixel 3×3 form (9 taps per phase) does 2.25× the products a transposed conv needs.
-_PHASE_ROWS = ((3, 1), (2, 0))
-
-
-def _phase_blocks(kernel: jax.Array) -> jax.Array:
-  """[4, 4, C_in, C_out] → [C_in, 16·C_out]: the kernel slice of every (row phase, col phase, row tap, col tap)."""
-  rows = jnp.asarray(_PHASE_ROWS)
-  k = kernel[rows[:, :, None, None], rows[None, None, :, :]]       # [pr, tr, pc, tc, cin, cout]
+def _shift_blocks(kernel: jax.Array) -> jax.Array:
+  """[4, 4, C_in, C_out] → [C_in, (a, b, ρ, σ, C_out)] = kernel[2a + ρ, 2b + σ]: every tap grouped by the shift
+  (a, b) it lands at in the space-to-depth output and the phase (ρ, σ) it fills there."""
   cin, cout = kernel.shape[2:]
-  return k.transpose(4, 0, 2, 1, 3, 5).reshape(cin, 16 * cout)
+  return kernel.reshape(2, 2, 2, 2, cin, cout).transpose(4, 0, 2, 1, 3, 5).reshape(cin, 16 * cout)
 
 
-def _phase_offsets():
-  """(block index, row phase, col phase, row offset, col offset) of the 16 blocks, offsets into Z padded by 1."""
-  return [(((pr * 2 + pc) * 2 + tr) * 2 + tc, pr, pc, pr + tr, pc + tc)
-          for pr in range(2) for pc in range(2) for tr in range(2) for tc in range(2)]
+_SHIFTS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
-@jax.custom_vjp
-def conv_transpose_output_side(x: jax.Array, blocks: jax.Array) -> jax.Array:
-  """ConvT(k=4, s=2, p=1) as one GEMM to the 16 (phase, tap) responses of every input pixel, then per output
-  phase the shifted sum of its 4 taps: exactly the transposed conv's products (no zero taps, no im2col of x),
-  gradients as two GEMMs against the cotangent shifted to each tap. `blocks` = `_phase_blocks(kernel)`."""
-  h, w = x.shape[1:3]
-  cout = blocks.shape[1] // 16
-  z = jnp.pad(x @ blocks, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  phases = [[None, None], [None, None]]
-  for i, pr, pc, r, c in _phase_offsets():
-    part = z[:, r:r + h, c:c + w, i * cout:(i + 1) * cout]
-    phases[pr][pc] = part if phases[pr][pc] is None else phases[pr][pc] + part
-  return depth_to_space(jnp.concatenate([phases[0][0], phases[0][1], phases[1][0], phases[1][1]], -1))
+def _ct_shifted_forward(x: jax.Array, blocks: jax.Array) -> jax.Array:
+  """ConvT(k=4, s=2, p=1) as one GEMM and, per output phase, a sum of 4 shifted slices: exactly the transposed
+  conv's products (the sub-pixel 3×3 form multiplies 9 taps per phase where 4 are read).
+
+  Input pixel i's tap k lands on output row 2i + k - 1; with k = 2a + ρ that is row 2(i + a) + ρ - 1. So the GEMM
+  Z = pad(x, 1) @ blocks gives every padded input pixel's response for each shift (a, b) and phase (ρ, σ), and
+  output row 2m + r (r = 1 - ρ) is Σ_(a, b) Z[m + r + 1 - a, ·, (a, b, 1 - r, ·)]. The four phases are stacked
+  straight into the interleaved [B, 2H, 2W, C] layout. Padding x (C_in wide) rather than Z (16·C_out wide) saves
+  a copy of Z. The gradients are the adjoint: the cotangent's stride-2 4×4 windows side by side (space-to-depth
+  at the 4 shifts), times blocksᵀ for x and times x for the blocks: GEMMs too. `blocks` = `_shift_blocks(kernel)`.
+  """
+  b, h, w, _ = x.shape
+  c = blocks.shape[1] // 16
+  z = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))) @ blocks
+
+  def phase(r, s):
+    out = 0
+    for n, (a, bb) in enumerate(_SHIFTS):
+      ch = (4 * n + 2 * (1 - r) + (1 - s)) * c
+      out = out + z[:, r + 1 - a:r + 1 - a + h, s + 1 - bb:s + 1 - bb + w, ch:ch + c]
+    return out
+
+  rows = [jnp.stack([phase(r, s) for s in range(2)], axis=3) for r in range(2)]   # [B, H, W, 2 (s), C]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, c)
 
 
-def _ct_output_side_fwd(x, blocks):
-  return conv_transpose_output_side(x, blocks), (x, blocks)
-
-
-def _ct_output_side_bwd(res, dy):
-  x, blocks = res
+def _ct_shifted_backward(x, blocks, dy):
   _, h, w, cin = x.shape
-  cout = blocks.shape[1] // 16
-  dphase = space_to_depth(dy)                                        # [B, H, W, (pr, pc, c)]
-  # dz[m + r - 1, n + c - 1, block] = dy of the block's phase at (m, n): the cotangent at each tap's offset.
-  dz = jnp.concatenate([
-      jnp.pad(dphase[..., (2 * pr + pc) * cout:(2 * pr + pc + 1) * cout],
-              ((0, 0), (r, 2 - r), (c, 2 - c), (0, 0)))[:, 1:h + 1, 1:w + 1]
-      for _, pr, pc, r, c in _phase_offsets()], axis=-1)
+  ds = space_to_depth(jnp.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0))))      # [B, H+1, W+1, 4·C_out]
+  dz = jnp.concatenate([ds[:, a:a + h, b:b + w] for a, b in _SHIFTS], axis=-1)
   dx = dz @ blocks.T
-  dblocks = x.reshape(-1, cin).T @ dz.reshape(-1, 16 * cout)
+  dblocks = x.reshape(-1, cin).T @ dz.reshape(-1, blocks.shape[1])
   return dx.astype(x.dtype), dblocks.astype(blocks.dtype)
 
 
-conv_transpose_output_side.defvjp(_ct_output_side_fwd, _ct_output_side_bwd)
+def _ct_row_bytes(x_shape, blocks_shape) -> int:
+  return (x_shape[1] + 2) * (x_shape[2] + 2) * blocks_shape[1] * 4
+
+
+conv_transpose_shifted = _batch_chunked(_ct_shifted_forward, _ct_shifted_backward, _ct_row_bytes)
 
 
 def conv_transpose4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = "s2d") -> jax.Array:
@@ -243,7 +299,7 @@ def conv_transpose4x4_stride2(x: jax.Array, kernel: jax.Array, impl: str = "s2d"
     return jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), ((2, 2), (2, 2)), lhs_dilation=(2, 2),
                                         dimension_numbers=dn)
   if impl == "matmul":
-    return conv_transpose_output_side(x, _phase_blocks(kernel))
+    return conv_transpose_shifted(x, _shift_blocks(kernel))
   cin, cout = kernel.shape[2], kernel.shape[3]
   # Sub-pixel form: one 3×3 stride-1 conv to 4·C_out phase channels, then depth_to_space.
   # Row phases/taps first, then the same rule on the column axis of every (row phase, row tap) slice.

@@ -102,7 +102,29 @@ def member_epoch(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None, state:
   return state, _epoch_means(metrics)
 
 
-SWEEP_MODES = ("auto", "vmap", "map", "sequential")
+def unrolled_epoch(loss_fn: LossFn, tx, batch_size: int, member_data: bool, states: TrainState, hparams, data):
+  """All K members' steps in ONE scan body, each member its own dense subgraph: no grouped convolutions (vmap),
+  no loop over members (map); XLA sees K independent step graphs per iteration to fuse and schedule together.
+  Each member keeps its own data order and step noise, so it trains exactly as `member_epoch` would alone."""
+  k = states.step.shape[0]
+  members = [take_member(states, i) for i in range(k)]
+  hps = [take_member(hparams, i) for i in range(k)]
+  datas = [take_member(data, i) if member_data else data for i in range(k)]
+  spe = pipeline.steps_per_epoch(datas[0].num_examples, batch_size)
+  perms = [pipeline.epoch_permutation(jax.random.fold_in(m.key, 0), m.step // spe, d.num_examples)
+           for m, d in zip(members, datas)]
+
+  def body(sts, i):
+    outs = [train_step(loss_fn, tx, st, hp, d.gather(pipeline.batch_rows(p, i, batch_size)))
+            for st, hp, d, p in zip(sts, hps, datas, perms)]
+    return tuple(o[0] for o in outs), tuple(o[1] for o in outs)
+
+  sts, metrics = jax.lax.scan(body, tuple(members), jnp.arange(spe))
+  stack = lambda *xs: jnp.stack(xs)
+  return jax.tree.map(stack, *sts), jax.tree.map(stack, *[_epoch_means(m) for m in metrics])
+
+
+SWEEP_MODES = ("auto", "vmap", "map", "sequential", "unroll")
 
 
 def resolve_sweep_mode(mode: str, num_devices: int = 1) -> str:
@@ -131,15 +153,18 @@ def make_epoch_fn(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None = None
   `data` has a `gather(rows)` method and `num_examples` (`DeviceSplit`, `LatentSplit`); it is shared by all
   members, or with `member_data` has a leading member axis (e.g. each diffusion model's own RAE latents).
   sweep_mode 'vmap' batches the members into one wider compiled program (sharded over the mesh's 'sweep' axis);
-  'map' runs them one after another inside one program (`lax.map`); 'sequential' dispatches one compiled
-  single-member epoch per member; 'auto' picks the measured winner per backend.
+  'map' runs them one after another inside one program (`lax.map`); 'unroll' writes every member's step into one
+  scan body (`unrolled_epoch`); 'sequential' dispatches one compiled single-member epoch per member; 'auto' picks
+  the measured winner per backend.
   """
   sweep_mode = resolve_sweep_mode(sweep_mode)
   one = functools.partial(member_epoch, loss_fn, tx, batch_size, mesh)
+  if sweep_mode in ("sequential", "unroll") and mesh is not None and mesh.size > 1:
+    raise ValueError(f"sweep_mode {sweep_mode!r} runs on one device; use 'vmap' with a multi-device mesh")
   if sweep_mode == "sequential":
-    if mesh is not None and mesh.size > 1:
-      raise ValueError("sweep_mode 'sequential' runs on one device; use 'vmap' with a multi-device mesh")
     return _sequential(jax.jit(one, donate_argnums=0), member_data)
+  if sweep_mode == "unroll":
+    return jax.jit(functools.partial(unrolled_epoch, loss_fn, tx, batch_size, member_data), donate_argnums=0)
   if sweep_mode == "vmap":
     fn = jax.vmap(one, in_axes=(0, 0, 0 if member_data else None),
                   spmd_axis_name=sharding.SWEEP if mesh is not None else None)
