@@ -95,15 +95,21 @@ def main():
   p = argparse.ArgumentParser()
   p.add_argument("--quick", action="store_true")
   p.add_argument("--unet", default=None, help="UNet config (default: small with --quick on CPU, else paper)")
+  p.add_argument("--only", choices=("rae", "ldm"), help="one of the two comparisons")
+  p.add_argument("--members", type=int, default=0, help="sweep members K (default: 2 with --quick, else 4)")
   args = p.parse_args()
   cpu = jax.default_backend() == "cpu"
   n = 640 if args.quick else (2560 if cpu else 29460)
   cfg = rae_config.get_config("omniglot")
   train = data_lib.load_split(cfg, "paper_train", n)
   batch, k = (32, 2) if args.quick else (128, 4)
+  k = args.members or k
   repeats = 1 if args.quick else 3
   spe = pipeline.steps_per_epoch(len(train["labels"]), batch)
-  compare(f"rae_sweep_K{k}_bf16", lambda d: rae_epoch(d, train, k, batch), spe, batch, k, repeats)
+  if args.only != "ldm":
+    compare(f"rae_sweep_K{k}_bf16", lambda d: rae_epoch(d, train, k, batch), spe, batch, k, repeats)
+  if args.only == "rae":
+    return
   unet = args.unet or ("small" if args.quick and cpu else "paper")
   compare(f"ldm_{unet}_K{k}_bf16", lambda d: ldm_epoch(d, train, k, batch, unet), spe, batch, k, repeats)
 
