@@ -86,14 +86,20 @@ def _epoch_means(metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return out
 
 
+def member_batches(state: TrainState, data, batch_size: int):
+  """(steps per epoch, i -> batch i) of the member's current epoch: its own order, from its key and step count."""
+  spe = pipeline.steps_per_epoch(data.num_examples, batch_size)
+  perm = pipeline.epoch_permutation(jax.random.fold_in(state.key, 0), state.step // spe, data.num_examples)
+  return spe, lambda i: data.gather(pipeline.batch_rows(perm, i, batch_size))
+
+
 def member_epoch(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None, state: TrainState, hparams,
                  data: pipeline.DeviceSplit):
   """One member's epoch as a `lax.scan` over steps; the epoch index follows from the member's step count."""
-  spe = pipeline.steps_per_epoch(data.num_examples, batch_size)
-  perm = pipeline.epoch_permutation(jax.random.fold_in(state.key, 0), state.step // spe, data.num_examples)
+  spe, batch_at = member_batches(state, data, batch_size)
 
   def body(st, i):
-    batch = data.gather(pipeline.batch_rows(perm, i, batch_size))
+    batch = batch_at(i)
     if mesh is not None:
       batch = jax.tree.map(lambda x: sharding.constrain_batch(x, mesh), batch)
     return train_step(loss_fn, tx, st, hparams, batch)
@@ -105,21 +111,18 @@ def member_epoch(loss_fn: LossFn, tx, batch_size: int, mesh: Mesh | None, state:
 def unrolled_epoch(loss_fn: LossFn, tx, batch_size: int, member_data: bool, states: TrainState, hparams, data):
   """All K members' steps in ONE scan body, each member its own dense subgraph: no grouped convolutions (vmap),
   no loop over members (map); XLA sees K independent step graphs per iteration to fuse and schedule together.
-  Each member keeps its own data order and step noise, so it trains exactly as `member_epoch` would alone."""
+  Each member keeps its own data order and step noise (`member_batches`), so it trains as `member_epoch` would."""
   k = states.step.shape[0]
   members = [take_member(states, i) for i in range(k)]
   hps = [take_member(hparams, i) for i in range(k)]
-  datas = [take_member(data, i) if member_data else data for i in range(k)]
-  spe = pipeline.steps_per_epoch(datas[0].num_examples, batch_size)
-  perms = [pipeline.epoch_permutation(jax.random.fold_in(m.key, 0), m.step // spe, d.num_examples)
-           for m, d in zip(members, datas)]
+  streams = [member_batches(m, take_member(data, i) if member_data else data, batch_size)
+             for i, m in enumerate(members)]
 
   def body(sts, i):
-    outs = [train_step(loss_fn, tx, st, hp, d.gather(pipeline.batch_rows(p, i, batch_size)))
-            for st, hp, d, p in zip(sts, hps, datas, perms)]
+    outs = [train_step(loss_fn, tx, st, hp, batch_at(i)) for st, hp, (_, batch_at) in zip(sts, hps, streams)]
     return tuple(o[0] for o in outs), tuple(o[1] for o in outs)
 
-  sts, metrics = jax.lax.scan(body, tuple(members), jnp.arange(spe))
+  sts, metrics = jax.lax.scan(body, tuple(members), jnp.arange(streams[0][0]))
   stack = lambda *xs: jnp.stack(xs)
   return jax.tree.map(stack, *sts), jax.tree.map(stack, *[_epoch_means(m) for m in metrics])
 
