@@ -32,7 +32,7 @@ def latents_for(k: int, n: int, d: int) -> pipeline.LatentSplit:
   rows = np.arange(n)
   labels = np.unique(split["labels"][rows], return_inverse=True)[1].astype(np.int32)
   ex = data_lib.select_exemplars(split["images"][rows], labels)
-  model = RAE(latent_dim=d, conv_impl=rae_job.resolve_conv_impl("auto"))
+  model = RAE(latent_dim=d, conv_impl=rae_job.resolve_conv_impl("auto", "rae"))
   encode = rae_job.encode_fn(model)
   zs = []
   for i in range(k):

@@ -48,9 +48,9 @@ def timed_epoch(fn, states, hparams, data, repeats, steps):
   return seconds_per_call(run, repeats=repeats), float((cost or {}).get("flops", 0.0)) * steps
 
 
-def rae_epoch(dtype, train, k, batch):
+def rae_epoch(dtype, train, k, batch, conv_impl="auto"):
   cfg = rae_config.get_config("omniglot")
-  cfg.train.compute_dtype, cfg.train.batch_size = dtype, batch
+  cfg.train.compute_dtype, cfg.train.batch_size, cfg.rae.conv_impl = dtype, batch, conv_impl
   model = rae.build_model(cfg, int(train["labels"].max()) + 1)
   tx = rae.make_optimizer(cfg, 1)
   init_fn = lambda key: model.init(key, jnp.zeros((2, 48, 48, 1)), False)
@@ -77,7 +77,7 @@ def ldm_epoch(dtype, train, k, batch, unet):
   return fn, sweep.init_sweep(init_fn, tx, sweep.member_keys(0, k)), {"member": jnp.arange(k)}, data
 
 
-def compare(name, build, steps, batch, members, repeats):
+def compare(name, build, steps, batch, members, repeats, **extra):
   out = {}
   for dtype in ("float32", "bfloat16"):
     fn, states, hparams, data = build(dtype)
@@ -88,7 +88,7 @@ def compare(name, build, steps, batch, members, repeats):
     if peak(d):
       fields[f"peak_fraction_{d}"] = round(v[1] / peak(d), 4)
   emit(name, "float32 compute", "bfloat16 compute (f32 params/Adam)", "images/s", out["float32"][0],
-       out["bfloat16"][0], **fields, members=members, batch=batch)
+       out["bfloat16"][0], **fields, members=members, batch=batch, **extra)
 
 
 def main():
@@ -96,6 +96,7 @@ def main():
   p.add_argument("--quick", action="store_true")
   p.add_argument("--unet", default=None, help="UNet config (default: small with --quick on CPU, else paper)")
   p.add_argument("--only", choices=("rae", "ldm"), help="one of the two comparisons")
+  p.add_argument("--conv-impl", default="auto", help="the RAE's convolutions (layers.IMPLS or 'auto')")
   p.add_argument("--members", type=int, default=0, help="sweep members K (default: 2 with --quick, else 4)")
   args = p.parse_args()
   cpu = jax.default_backend() == "cpu"
@@ -107,7 +108,8 @@ def main():
   repeats = 1 if args.quick else 3
   spe = pipeline.steps_per_epoch(len(train["labels"]), batch)
   if args.only != "ldm":
-    compare(f"rae_sweep_K{k}_bf16", lambda d: rae_epoch(d, train, k, batch), spe, batch, k, repeats)
+    compare(f"rae_sweep_K{k}_bf16", lambda d: rae_epoch(d, train, k, batch, args.conv_impl), spe, batch, k,
+            repeats, conv_impl=args.conv_impl)
   if args.only == "rae":
     return
   unet = args.unet or ("small" if args.quick and cpu else "paper")

@@ -35,12 +35,10 @@ part() {  # part NAME SECONDS command...: run, keep the JSON lines, note a timeo
   [ $rc -ne 0 ] && tail -4 "$OUT/$name.log"
 }
 
-part sweep_unroll 200 $PY experiments/bench_rae.py --only sweep --sweeps plain --ks 4,8 --modes vmap,unroll
-part precision 150 $PY experiments/bench_precision.py
-part sampler 120 $PY experiments/bench_sampler.py
-XLA_FLAGS=--xla_gpu_command_buffer_scheduling_mode=CONCURRENT \
-  part sweep_unroll_concurrent 100 $PY experiments/bench_rae.py --only sweep --sweeps plain --ks 4,8 --modes unroll
-part sweep_map 60 $PY experiments/bench_rae.py --only sweep --sweeps plain --ks 4 --modes map
+# Sessions' parts (earlier ones: git log -p of this file). 2026-12-04, third call: the RAE sweeps with 'auto'
+# (now GEMM convolutions on a GPU) and the critics per convolution, which 'auto' leaves on space-to-depth there.
+part sweep_auto 130 $PY experiments/bench_rae.py --only sweep --sweeps plain --ks 4,8 --modes vmap --impls matmul
+part critics 130 $PY experiments/bench_critics.py --impls s2d,matmul
 
 $PY - "$OUT/gpu.jsonl" <<'EOF'
 import json, sys
@@ -49,3 +47,4 @@ for line in open(sys.argv[1]):
   print(f"{r['bench']:<36} {r['baseline_value']:>12,.1f} -> {r['candidate_value']:>12,.1f} {r['unit']:<22} "
         f"{r['ratio']:.3f}x  {r.get('xla_flags', '')}")
 EOF
+cat "$OUT/parts.txt"; grep -h "^#" "$OUT"/*.log

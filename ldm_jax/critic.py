@@ -21,7 +21,7 @@ CRITICS = {"protonet": "metric", "simclr": "projection"}   # critic → its trai
 
 
 def build_model(cfg, critic: str):
-  return build_critic(cfg.critics.arch[critic], CRITICS[critic], resolve_conv_impl(cfg.critics.conv_impl))
+  return build_critic(cfg.critics.arch[critic], CRITICS[critic], resolve_conv_impl(cfg.critics.conv_impl, "critic"))
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:

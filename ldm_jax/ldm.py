@@ -21,6 +21,7 @@ import orbax.checkpoint as ocp
 
 from ldm_jax import diffusion, distributed, manifest, sampling
 from ldm_jax.data import pipeline
+from ldm_jax.models.layers import resolve_conv_impl
 from ldm_jax.models.pixel_denoiser import PixelDenoiser
 from ldm_jax.models.rae import decode_latents, encode_latents
 from ldm_jax.models.unet1d import build_unet
@@ -48,10 +49,11 @@ class LDM:
 
 
 def build_denoiser(space: str, unet: str, latent_dim: int, conv_impl: str = "s2d"):
+  """The 1D latent UNet, or the pixel-space conv denoiser with `conv_impl` ('auto' resolved per backend)."""
   if space == "latent":
     return build_unet(unet, latent_dim)
   if space == "pixel":
-    return PixelDenoiser(unet=unet, conv_impl=conv_impl)
+    return PixelDenoiser(unet=unet, conv_impl=resolve_conv_impl(conv_impl, "pixel_denoiser"))
   raise ValueError(f"unknown space {space!r}; choose from {SPACES}")
 
 

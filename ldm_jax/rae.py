@@ -41,7 +41,7 @@ def build_model(cfg: ml_collections.ConfigDict, num_classes: int = 0) -> RAE:
   rc = cfg.rae
   return RAE(latent_dim=rc.latent_dim, regularizers=tuple(rc.regularizers), num_classes=num_classes,
              head_dim=rc.head_dim, vq_codes=rc.vq_codes, vq_code_dim=rc.vq_code_dim,
-             conv_impl=resolve_conv_impl(rc.conv_impl),
+             conv_impl=resolve_conv_impl(rc.conv_impl, "rae"),
              prototype_projection=variant(rc, "prototype_projector"),
              barlow_projection=variant(rc, "barlow_projector"), simclr_projection=variant(rc, "simclr_head"))
 

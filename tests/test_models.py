@@ -88,6 +88,19 @@ def test_batch_chunked_gemm_convolutions_equal_the_whole_batch(monkeypatch):
   np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
   for got, want in zip(chunked[1], whole[1]):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * float(jnp.abs(want).max()))
+  # On an accelerator the step is launch-bound: a loop over chunks would only add launches.
+  monkeypatch.setattr(layers.jax, "default_backend", lambda: "gpu")
+  assert layers._chunk_rows(6, 10) == 6
+
+
+def test_auto_conv_impl_is_the_measured_winner_per_backend_and_model(monkeypatch):
+  """'auto': GEMM convolutions on a CPU for every model; on a GPU for the RAE only (its vmapped sweeps), where the
+  critics and the pixel denoiser keep the space-to-depth convolutions; an explicit choice is kept as is."""
+  for backend, model, want in (("cpu", "rae", "matmul"), ("cpu", "critic", "matmul"), ("gpu", "rae", "matmul"),
+                               ("gpu", "critic", "s2d"), ("gpu", "pixel_denoiser", "s2d"), ("tpu", "rae", "s2d")):
+    monkeypatch.setattr(layers.jax, "default_backend", lambda b=backend: b)
+    assert layers.resolve_conv_impl("auto", model) == want, (backend, model)
+    assert layers.resolve_conv_impl("xla", model) == "xla"
 
 
 def test_conv_transpose_matches_pytorch_definition():

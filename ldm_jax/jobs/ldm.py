@@ -104,8 +104,8 @@ def _latent_data(cfg, train: dict[str, Any]):
 def _spec(cfg, space: str, latent_dim: int, member: dict, rae: dict | None, i: int = 0) -> dict:
   spec = {"space": space, "unet": cfg.ldm.unet, "latent_dim": latent_dim, "image_size": cfg.data.image_size,
           "kl_latent": cfg.ldm.kl_latent,
-          "conv_impl": rae_job.resolve_conv_impl(cfg.ldm.conv_impl), "diffusion": cfg.diffusion.to_dict(),
-          "member": member}
+          "conv_impl": rae_job.resolve_conv_impl(cfg.ldm.conv_impl, "pixel_denoiser"),
+          "diffusion": cfg.diffusion.to_dict(), "member": member}
   if rae is not None:
     spec.update(rae_config=rae["configs"][i].to_dict(), rae_num_classes=rae["run"]["num_classes"],
                 rae_workdir=str(cfg.ldm.rae_workdir))
@@ -159,7 +159,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, resume: boo
     latent_dim = int(data.latents.shape[-1])
   else:
     data, members, latent_dim = pipeline.to_device(train), [{"name": "pixel"}], 0
-  denoiser = ldm_lib.build_denoiser(space, cfg.ldm.unet, latent_dim, rae_job.resolve_conv_impl(cfg.ldm.conv_impl))
+  denoiser = ldm_lib.build_denoiser(space, cfg.ldm.unet, latent_dim, cfg.ldm.conv_impl)
   spe = pipeline.steps_per_epoch(data.num_examples, cfg.train.batch_size)
   if spe == 0:
     raise ValueError(f"batch_size {cfg.train.batch_size} exceeds the {data.num_examples} training drawings")

@@ -17,12 +17,19 @@ IMPLS = ("xla", "s2d", "im2col", "matmul", "vjp")
 _DN = ("NHWC", "HWIO", "NHWC")
 
 
-def resolve_conv_impl(impl: str) -> str:
-  """'auto' picks the measured winner per backend (experiments/BENCHMARKS.md): GEMM convolutions on a CPU, whose
-  convolutions run slowly inside loops, space-to-depth convolutions elsewhere."""
+# 'auto''s measured winners (experiments/BENCHMARKS.md), by backend or (backend, model); 's2d' where none is listed.
+# A CPU: GEMM convolutions (its convolutions run slowly inside loops). The RAE on a GPU: GEMMs too, as fast as
+# cuDNN for one model and 1.3-1.4x for a vmapped sweep, where vmap makes every convolution a grouped one that cuDNN
+# runs slowly but every GEMM a batched GEMM.
+AUTO_CONV_IMPL = {"cpu": "matmul", ("gpu", "rae"): "matmul"}
+
+
+def resolve_conv_impl(impl: str, model: str = "") -> str:
+  """'auto' → the measured winner for this backend and model ('rae', 'critic', 'pixel_denoiser'); others as is."""
   if impl != "auto":
     return impl
-  return "matmul" if jax.default_backend() == "cpu" else "s2d"
+  backend = jax.default_backend()
+  return AUTO_CONV_IMPL.get((backend, model), AUTO_CONV_IMPL.get(backend, "s2d"))
 
 
 # Paper-vs-code switches; a stored config without the key was trained before the switch existed, i.e. with what
@@ -70,11 +77,15 @@ conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 # cotangent at every tap). Over the whole batch it streams through DRAM; a few rows at a time it stays in cache
 # while the shifted sums read it back. On the 2-core CI CPU a 2 MB budget took the whole RAE step 7 % faster than
 # none (experiments/BENCHMARKS.md, "Batch-chunked GEMM convolutions"). A variable so benchmarks can compare.
+# CPU only: an accelerator's step is launch-bound at these sizes, where a loop over chunks only adds launches.
 CHUNK_BYTES = 2 << 20
 
 
 def _chunk_rows(batch: int, row_bytes: int) -> int:
-  """The largest divisor of `batch` whose rows' intermediate fits in CHUNK_BYTES (at least 1)."""
+  """The largest divisor of `batch` whose rows' intermediate fits in CHUNK_BYTES (at least 1); on an accelerator
+  the whole batch."""
+  if jax.default_backend() != "cpu":
+    return batch
   fit = max(1, CHUNK_BYTES // max(row_bytes, 1))
   return max(d for d in range(1, min(batch, fit) + 1) if batch % d == 0)
 

@@ -128,7 +128,7 @@ def probe_step_seconds(cfg, members: int) -> float:
     data, member_data = pipeline.to_device(train), False
   elif cfg.job == "ldm" and cfg.ldm.space == "pixel":
     size = cfg.data.image_size
-    denoiser = ldm_lib.build_denoiser("pixel", cfg.ldm.unet, 0, rae.resolve_conv_impl(cfg.ldm.conv_impl))
+    denoiser = ldm_lib.build_denoiser("pixel", cfg.ldm.unet, 0, cfg.ldm.conv_impl)
     loss_fn, tx = ldm_job.make_loss_fn(denoiser, cfg, "pixel"), ldm_job.make_optimizer(cfg, 1)
     x = jnp.zeros((2, size, size, 1))
     init_fn = lambda key: denoiser.init(key, x, x, jnp.zeros((2,), jnp.int32))
@@ -136,7 +136,7 @@ def probe_step_seconds(cfg, members: int) -> float:
   elif cfg.job == "ldm":
     from configs import rae as rae_config
     d = rae_config.get_config(cfg.data.name).rae.latent_dim
-    denoiser = ldm_lib.build_denoiser("latent", cfg.ldm.unet, d, rae.resolve_conv_impl(cfg.ldm.conv_impl))
+    denoiser = ldm_lib.build_denoiser("latent", cfg.ldm.unet, d, cfg.ldm.conv_impl)
     loss_fn, tx = ldm_job.make_loss_fn(denoiser, cfg, "latent"), ldm_job.make_optimizer(cfg, 1)
     x = jnp.zeros((2, d))
     init_fn = lambda key: denoiser.init(key, x, x, jnp.zeros((2,), jnp.int32))
