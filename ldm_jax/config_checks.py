@@ -7,6 +7,7 @@ Key and type errors are caught earlier, by the locked config (`ldm_jax.main`).
 
 from __future__ import annotations
 
+import jax
 import ml_collections
 
 from ldm_jax.models.rae import KL_LATENTS, PROJECTORS, SIMCLR_HEADS
@@ -48,6 +49,9 @@ def _check_train(train: ml_collections.ConfigDict, prefix: str) -> None:
       raise ConfigError(f"{prefix}train.{key} must be positive, got {train[key]!r}")
   if "sweep_mode" in train and train.sweep_mode not in SWEEP_MODES:
     raise ConfigError(f"{prefix}train.sweep_mode must be one of {SWEEP_MODES}, got {train.sweep_mode!r}")
+  if train.get("sweep_mode") == "unroll" and jax.device_count() > 1:   # the mesh spans every device
+    raise ConfigError(f"{prefix}train.sweep_mode='unroll' runs on one device, and the mesh spans all "
+                      f"{jax.device_count()}: use 'vmap' (or 'auto')")
   if "compute_dtype" in train and train.compute_dtype not in COMPUTE_DTYPES:
     raise ConfigError(f"{prefix}train.compute_dtype must be one of {COMPUTE_DTYPES}, got {train.compute_dtype!r}")
   if train.get("tensorboard", False):

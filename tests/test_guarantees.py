@@ -106,6 +106,17 @@ def test_config_errors_are_one_line_before_anything_is_written(tmp_path, overrid
   assert not (tmp_path / "w").exists()
 
 
+def test_a_one_device_sweep_mode_on_a_mesh_is_refused_before_any_work(tmp_path):
+  """'unroll' writes every member into one device's program; with several devices (the mesh spans them all) it
+  is refused by the config check, not after the data is loaded."""
+  out = run_main(TINY_RAE, "--config.train.sweep_mode=unroll", f"--workdir={tmp_path}/w", timeout=120,
+                 env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  lines = out.stderr.strip().splitlines()
+  assert out.returncode == 2 and len(lines) == 1, out.stderr[-3000:]
+  assert "train.sweep_mode='unroll' runs on one device, and the mesh spans all 2" in lines[0]
+  assert not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("config,old,new", [
     ("imle.py:tiny", "train.iterations=3", "train.epochs"),
     ("ldm.py:omniglot,tiny", "sample.guidance=2", "eval.guidance"),
