@@ -7,7 +7,8 @@ ldm_jax side: the critics job's own loss (`jobs.critics.make_loss_fn`, protonet)
 (`sweep.member_epoch`), one member, on real Omniglot training drawings. One JSON line per implementation vs 'xla'
 when it is among `--impls` (slow on a CPU: XLA:CPU's convolutions inside a scan, minutes per epoch), else vs the
 first one; on a CPU with torch installed (the `bench` extra), one line per implementation vs the PyTorch step of
-experiments/torch_critic.py (same network, input transform, loss and optimizer) on the same drawings.
+experiments/torch_critic.py (same network, input transform, loss and optimizer) on the same drawings. Every side's
+epochs are timed interleaved, round by round (median of 3 rounds with --quick, else 5).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from bench_rae import torch_threads, torch_throughput
-from benchlib import emit, seconds_per_call
+from bench_rae import torch_epoch, torch_threads
+from benchlib import emit, interleaved_seconds
 
 from configs import critics as critics_config
 from ldm_jax import critic
@@ -28,8 +29,8 @@ from ldm_jax.jobs import critics as critics_job
 from ldm_jax.train import sweep
 
 
-def scanned_rate(cfg, data, repeats: int) -> float:
-  """Images/s (drawings + exemplars through the critic) of one scanned protonet epoch."""
+def scanned_epoch(cfg, data) -> tuple[callable, int]:
+  """(one scanned protonet epoch, images per call: drawings + exemplars through the critic)."""
   model = critic.build_model(cfg, "protonet")
   batch, size = cfg.train.batch_size, cfg.data.image_size
   tx = critic.make_optimizer(cfg)
@@ -43,7 +44,7 @@ def scanned_rate(cfg, data, repeats: int) -> float:
     held["s"], m = epoch(held["s"], {"member": jnp.arange(1)}, data)
     return m
 
-  return 2 * pipeline.steps_per_epoch(data.num_examples, batch) * batch / seconds_per_call(run, repeats=repeats)
+  return run, 2 * pipeline.steps_per_epoch(data.num_examples, batch) * batch
 
 
 def main():
@@ -55,22 +56,26 @@ def main():
   n = 1200 if args.quick else 4800
   train = data_lib.load_split(cfg, cfg.data.split, n)
   data = pipeline.to_device(train)
-  repeats = 2 if args.quick else 3
   batch = cfg.train.batch_size
-  reference = torch_throughput(train, batch, repeats, "critic")
-  reference = None if reference is None else 2 * reference   # drawings + exemplars through the critic
-  rates = {}
+  fns, images = {}, {}
+  reference = torch_epoch(train, batch, "critic")
+  if reference is not None:   # drawings + exemplars through the critic
+    fns["torch"], images["torch"] = reference[0], 2 * reference[1]
   impls = sorted(args.impls.split(","), key=lambda i: i != "xla")   # 'xla' first: the others are compared to it
   for impl in impls:
     c = cfg.copy_and_resolve_references()
     c.critics.conv_impl = impl
-    rates[impl] = scanned_rate(c, data, repeats)
-    if impl != impls[0]:
-      emit(f"critic_conv_{impl}", f"scanned epoch ({impls[0]} convolutions)", f"scanned epoch ({impl})", "images/s",
-           rates[impls[0]], rates[impl], batch=batch, steps=n // batch)
-    if reference is not None:
+    fns[impl], images[impl] = scanned_epoch(c, data)
+  # Every side timed once per round (benchlib.interleaved_seconds): this VM's speed drifts within minutes.
+  seconds = interleaved_seconds(fns, rounds=3 if args.quick else 5)
+  rates = {name: images[name] / seconds[name] for name in fns}
+  for impl in impls[1:]:
+    emit(f"critic_conv_{impl}", f"scanned epoch ({impls[0]} convolutions)", f"scanned epoch ({impl})", "images/s",
+         rates[impls[0]], rates[impl], batch=batch, steps=n // batch)
+  if reference is not None:
+    for impl in impls:
       emit(f"critic_vs_pytorch_{impl}", "PyTorch Conv4 protonet step (experiments/torch_critic.py)",
-           f"scanned epoch ({impl})", "images/s", reference, rates[impl], batch=batch, steps=n // batch,
+           f"scanned epoch ({impl})", "images/s", rates["torch"], rates[impl], batch=batch, steps=n // batch,
            torch_threads=torch_threads())
 
 
