@@ -77,7 +77,8 @@ conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 # cotangent at every tap). Over the whole batch it streams through DRAM; a few rows at a time it stays in cache
 # while the shifted sums read it back. On the 2-core CI CPU a 2 MB budget took the whole RAE step 7 % faster than
 # none (experiments/BENCHMARKS.md, "Batch-chunked GEMM convolutions"). A variable so benchmarks can compare.
-# CPU only: an accelerator's step is launch-bound at these sizes, where a loop over chunks only adds launches.
+# CPU only: on a GPU the chunk loops' many small kernels cost more than the cache saves (a vmapped RAE sweep ran
+# 0.62x of separate runs chunked, 1.31x unchunked: experiments/BENCHMARKS.md, "GPU sweeps with GEMM convolutions").
 CHUNK_BYTES = 2 << 20
 
 
