@@ -1,5 +1,6 @@
 """The RAE of Table 1: parameter counts, exact conv implementations, gradients, augmentations."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from configs import rae as rae_config
 from ldm_jax import augment, rae
 from ldm_jax.jobs import rae as rae_job
-from ldm_jax.models import layers
+from ldm_jax.models import batchnorm, layers
 from ldm_jax.models.rae import RAE
 from ldm_jax.regularizer_registry import REGULARIZERS
 
@@ -73,8 +74,9 @@ def test_exact_phase_transposed_conv_gradients_equal_autodiff(cin, cout, h):
 
 
 def test_batch_chunked_gemm_convolutions_equal_the_whole_batch(monkeypatch):
-  """With a cache budget of a few rows the GEMM convolutions map their forward over batch chunks and scan their
-  backward (summing the weight gradient); values and both gradients equal the one-chunk program's."""
+  """Where the intermediate does not fit in the last-level cache and the chunk budget is a few rows, the GEMM
+  convolutions map their forward over batch chunks and scan their backward (summing the weight gradient); values
+  and both gradients equal the one-chunk program's. Where it fits, the whole batch is one chunk."""
   x = jax.random.normal(jax.random.PRNGKey(0), (6, 12, 12, 32))
   k_out = jax.random.normal(jax.random.PRNGKey(1), (4, 4, 32, 1)) / 16       # output-side conv (32 → 1)
   k_ct = jax.random.normal(jax.random.PRNGKey(2), (4, 4, 32, 16)) / 32      # exact-phase ConvT
@@ -83,6 +85,9 @@ def test_batch_chunked_gemm_convolutions_equal_the_whole_batch(monkeypatch):
   assert layers._output_side_moves_less(x.shape, k_out.shape)
   whole = f(x, k_out, k_ct), jax.grad(f, (0, 1, 2))(x, k_out, k_ct)
   monkeypatch.setattr(layers, "CHUNK_BYTES", 1)   # one row per chunk: 6 chunks
+  monkeypatch.setattr(layers, "LLC_BYTES", 60)
+  assert layers._chunk_rows(6, 10) == 6 and layers._chunk_rows(6, 11) == 1   # 60 bytes fit, 66 do not
+  monkeypatch.setattr(layers, "LLC_BYTES", 0)
   assert layers._chunk_rows(6, 10) == 1
   chunked = f(x, k_out, k_ct), jax.grad(f, (0, 1, 2))(x, k_out, k_ct)
   np.testing.assert_allclose(chunked[0], whole[0], rtol=1e-6)
@@ -91,6 +96,51 @@ def test_batch_chunked_gemm_convolutions_equal_the_whole_batch(monkeypatch):
   # On an accelerator the whole batch is one chunk (the loops' small kernels cost more than the cache saves).
   monkeypatch.setattr(layers.jax, "default_backend", lambda: "gpu")
   assert layers._chunk_rows(6, 10) == 6
+
+
+def test_last_level_cache_is_read_from_sysfs(monkeypatch, tmp_path):
+  """The chunking rule's cache size: the largest of the cache sizes the OS lists (K/M suffixes), 0 with none."""
+  for index, size in enumerate(("48K", "2048K", "491520K", "1M")):
+    (tmp_path / f"index{index}").mkdir()
+    (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+  real_glob = layers.glob.glob
+  monkeypatch.setattr(layers.glob, "glob", lambda pattern: real_glob(str(tmp_path / "index*" / "size")))
+  assert layers._last_level_cache_bytes() == 491520 * 1024
+  monkeypatch.setattr(layers.glob, "glob", lambda pattern: [])
+  assert layers._last_level_cache_bytes() == 0
+
+
+@pytest.mark.parametrize("shape,use_scale", [((8, 5, 5, 3), True), ((16, 4), True), ((8, 5, 5, 3), False)])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_batchnorm_equals_flax_values_gradients_and_running_stats(shape, use_scale, dtype):
+  """The closed-form-backward BatchNorm is flax's: same variables, outputs (train and eval), output dtype, running
+  averages and gradients for the input, scale and bias (to float tolerance; bf16 inputs as in mixed precision)."""
+  ours, theirs = (cls(use_running_average=False, momentum=0.9, epsilon=1e-5, use_scale=use_scale)
+                  for cls in (batchnorm.BatchNorm, nn.BatchNorm))
+  x = (2.0 * jax.random.normal(jax.random.PRNGKey(0), shape) + 1.0).astype(dtype)
+  v_ours, v_theirs = ours.init(jax.random.PRNGKey(1), x), theirs.init(jax.random.PRNGKey(1), x)
+  assert jax.tree.map(lambda a: (a.shape, a.dtype), v_ours) == jax.tree.map(lambda a: (a.shape, a.dtype), v_theirs)
+  params = {"bias": jnp.linspace(-1.0, 1.0, shape[-1])}
+  if use_scale:
+    params["scale"] = jnp.linspace(0.5, 2.0, shape[-1])
+  w = jax.random.normal(jax.random.PRNGKey(2), shape)
+
+  def loss(module, p, x):
+    y, new = module.apply({"params": p, "batch_stats": v_theirs["batch_stats"]}, x, mutable=["batch_stats"])
+    return jnp.sum(jnp.sin(y.astype(jnp.float32)) * w), (y, new)
+
+  grads = lambda module: jax.grad(lambda p, x: loss(module, p, x), (0, 1), has_aux=True)(params, x)
+  (g_ours, (y_ours, s_ours)), (g_theirs, (y_theirs, s_theirs)) = grads(ours), grads(theirs)
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  assert y_ours.dtype == y_theirs.dtype
+  np.testing.assert_allclose(np.float32(y_ours), np.float32(y_theirs), atol=tol * 10)
+  for a, b in zip(jax.tree.leaves((s_ours, g_ours)), jax.tree.leaves((s_theirs, g_theirs))):
+    assert a.dtype == b.dtype
+    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=tol, atol=tol * float(jnp.abs(b).max()))
+  stats = s_theirs["batch_stats"]
+  eval_ours = ours.clone(use_running_average=True).apply({"params": params, "batch_stats": stats}, x)
+  eval_theirs = theirs.clone(use_running_average=True).apply({"params": params, "batch_stats": stats}, x)
+  np.testing.assert_allclose(np.float32(eval_ours), np.float32(eval_theirs), atol=tol * 10)
 
 
 def test_auto_conv_impl_is_the_measured_winner_per_backend_and_model(monkeypatch):

@@ -9,6 +9,9 @@ a space-to-depth / depth-to-space rearrangement (`impl='s2d'`), whose gradients 
 
 from __future__ import annotations
 
+import glob
+import pathlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -74,18 +77,36 @@ conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
 # GEMM convolutions write an intermediate several times the size of their output (every tap's response, the
-# cotangent at every tap). Over the whole batch it streams through DRAM; a few rows at a time it stays in cache
-# while the shifted sums read it back. On the 2-core CI CPU a 2 MB budget took the whole RAE step 7 % faster than
-# none (experiments/BENCHMARKS.md, "Batch-chunked GEMM convolutions"). A variable so benchmarks can compare.
+# cotangent at every tap). Where the whole batch's intermediate would not fit in the CPU's last-level cache it
+# streams through DRAM; a few rows at a time it stays in cache while the shifted sums read it back. Where it does
+# fit, the chunk loops only cost: their slices, dynamic-update-slices and zero fills copy every input and output
+# once more. Measured on the CI's CPUs (experiments/BENCHMARKS.md, "Batch-chunked GEMM convolutions" and "Chunk only
+# what spills"): a 2 MB budget took the whole RAE step 7 % faster than none on an AMD EPYC (32 MB L3 slices),
+# while on a Xeon with 480 MB of L3, where every intermediate of the step fits, chunking made it 1.24x slower.
 # CPU only: on a GPU the chunk loops' many small kernels cost more than the cache saves (a vmapped RAE sweep ran
 # 0.62x of separate runs chunked, 1.31x unchunked: experiments/BENCHMARKS.md, "GPU sweeps with GEMM convolutions").
+# Variables so that benchmarks and tests can compare.
 CHUNK_BYTES = 2 << 20
 
 
+def _last_level_cache_bytes() -> int:
+  """The largest CPU cache the OS reports (sysfs), or 0 where it reports none (then every big intermediate is
+  chunked, as before this rule)."""
+  sizes = []
+  for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+    text = pathlib.Path(path).read_text().strip()
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    sizes.append(int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
+  return max(sizes, default=0)
+
+
+LLC_BYTES = _last_level_cache_bytes()
+
+
 def _chunk_rows(batch: int, row_bytes: int) -> int:
-  """The largest divisor of `batch` whose rows' intermediate fits in CHUNK_BYTES (at least 1); on an accelerator
-  the whole batch."""
-  if jax.default_backend() != "cpu":
+  """The rows per chunk of a GEMM convolution: the whole batch on an accelerator or where its intermediate fits in
+  the last-level cache (LLC_BYTES); otherwise the largest divisor of `batch` whose rows fit in CHUNK_BYTES (≥ 1)."""
+  if jax.default_backend() != "cpu" or batch * row_bytes <= LLC_BYTES:
     return batch
   fit = max(1, CHUNK_BYTES // max(row_bytes, 1))
   return max(d for d in range(1, min(batch, fit) + 1) if batch % d == 0)
