@@ -7,6 +7,9 @@ XLA:CPU runs autodiff's convolutions slowly inside loops; this separates that in
 jitted steps, candidate = the scanned epoch (same model, data, steps). With torch installed (the `bench` extra), one
 more line per implementation: the scanned epoch vs the PyTorch step of experiments/torch_rae.py on the same drawings.
 Every epoch of every side is timed in interleaved rounds (benchlib.interleaved_seconds), medians reported.
+`--variants chunked,flax_bn` adds the `matmul` epoch as it was before a change (baseline) against today's
+(candidate): 'chunked' chunks every large GEMM-convolution intermediate whatever the cache (`layers.LLC_BYTES = 0`),
+'flax_bn' puts flax's autodiff BatchNorm back in the RAE.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from bench_rae import torch_epoch, torch_threads
@@ -24,6 +28,8 @@ from ldm_jax import data as data_lib
 from ldm_jax import rae
 from ldm_jax.data import pipeline
 from ldm_jax.jobs import rae as rae_job
+from ldm_jax.models import layers
+from ldm_jax.models import rae as rae_model
 from ldm_jax.train import sweep
 
 
@@ -54,10 +60,28 @@ def runners(cfg, train, data) -> tuple[callable, callable, int]:
   return scanned, stepped, spe * batch
 
 
+# Each variant's setting holds while its epoch compiles (jit traces on the first call), then is undone.
+VARIANTS = {"chunked": (layers, "LLC_BYTES", 0), "flax_bn": (rae_model, "BatchNorm", nn.BatchNorm)}
+
+
+def variant_epoch(name, cfg, train, data):
+  """The `matmul` scanned epoch compiled with one earlier choice put back (VARIANTS)."""
+  module, attr, value = VARIANTS[name]
+  kept = getattr(module, attr)
+  setattr(module, attr, value)
+  try:
+    scanned, _, images = runners(cfg, train, data)
+    jax.block_until_ready(scanned())
+  finally:
+    setattr(module, attr, kept)
+  return scanned, images
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--quick", action="store_true")
   parser.add_argument("--impls", default="im2col,matmul,vjp,xla", help="comma-separated conv implementations")
+  parser.add_argument("--variants", default="", help=f"comma-separated, of {sorted(VARIANTS)}: vs scan_matmul")
   args = parser.parse_args()
   cfg = rae_config.get_config("omniglot")
   n = 1280 if args.quick else 5120
@@ -73,6 +97,14 @@ def main():
     c.rae.conv_impl = impl
     fns[f"scan_{impl}"], fns[f"steps_{impl}"], images[f"scan_{impl}"] = runners(c, train, data)
     images[f"steps_{impl}"] = images[f"scan_{impl}"]
+    jax.block_until_ready(fns[f"scan_{impl}"]())   # compiled now, before a variant changes what traces
+  variants = [v for v in args.variants.split(",") if v]
+  if variants and "matmul" not in impls:
+    parser.error("--variants compare against the matmul epoch: add matmul to --impls")
+  for name in variants:
+    c = cfg.copy_and_resolve_references()
+    c.rae.conv_impl = "matmul"
+    fns[f"variant_{name}"], images[f"variant_{name}"] = variant_epoch(name, c, train, data)
   seconds = interleaved_seconds(fns, rounds=3 if args.quick else 5)
   rate = {name: images[name] / seconds[name] for name in fns}
   batch, steps = cfg.train.batch_size, n // cfg.train.batch_size
@@ -83,6 +115,9 @@ def main():
       emit(f"rae_scan_vs_pytorch_{impl}", "PyTorch RAE step (experiments/torch_rae.py)", f"scanned epoch ({impl})",
            "images/s", rate["torch"], rate[f"scan_{impl}"], batch=batch, steps=steps, torch_threads=torch_threads(),
            rounds=3 if args.quick else 5)
+  for name in variants:
+    emit(f"rae_scan_matmul_vs_{name}", f"scanned epoch (matmul, {name})", "scanned epoch (matmul, today)",
+         "images/s", rate[f"variant_{name}"], rate["scan_matmul"], batch=batch, steps=steps)
 
 
 if __name__ == "__main__":

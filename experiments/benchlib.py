@@ -7,6 +7,9 @@ baseline throughput, both measured in the same run) and device.
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import platform
 import time
 from typing import Callable
 
@@ -14,8 +17,20 @@ import jax
 
 
 def device_name() -> str:
+  """The accelerator, or on a CPU its model and core count: the CI's 2-core machines are not all the same CPU, and
+  ratios moved with it (experiments/BENCHMARKS.md)."""
   d = jax.devices()[0]
+  if d.platform == "cpu":
+    return f"cpu:{cpu_model()} x{os.cpu_count()} cores"
   return f"{d.platform}:{d.device_kind} x{jax.device_count()}"
+
+
+def cpu_model() -> str:
+  try:
+    lines = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
+  except OSError:
+    return platform.processor() or "unknown"
+  return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown")
 
 
 def seconds_per_call(fn, *args, repeats: int = 3, warmup: int = 1) -> float:
