@@ -7,9 +7,8 @@ XLA:CPU runs autodiff's convolutions slowly inside loops; this separates that in
 jitted steps, candidate = the scanned epoch (same model, data, steps). With torch installed (the `bench` extra), one
 more line per implementation: the scanned epoch vs the PyTorch step of experiments/torch_rae.py on the same drawings.
 Every epoch of every side is timed in interleaved rounds (benchlib.interleaved_seconds), medians reported.
-`--variants chunked,flax_bn` adds the `matmul` epoch as it was before a change (baseline) against today's
-(candidate): 'chunked' chunks every large GEMM-convolution intermediate whatever the cache (`layers.LLC_BYTES = 0`),
-'flax_bn' puts flax's autodiff BatchNorm back in the RAE.
+`--variants chunked` adds the `matmul` epoch as it was before a change (baseline) against today's (candidate):
+'chunked' chunks every large GEMM-convolution intermediate whatever the cache (`layers.LLC_BYTES = 0`).
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from __future__ import annotations
 import argparse
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from bench_rae import torch_epoch, torch_threads
@@ -29,7 +27,6 @@ from ldm_jax import rae
 from ldm_jax.data import pipeline
 from ldm_jax.jobs import rae as rae_job
 from ldm_jax.models import layers
-from ldm_jax.models import rae as rae_model
 from ldm_jax.train import sweep
 
 
@@ -61,7 +58,7 @@ def runners(cfg, train, data) -> tuple[callable, callable, int]:
 
 
 # Each variant's setting holds while its epoch compiles (jit traces on the first call), then is undone.
-VARIANTS = {"chunked": (layers, "LLC_BYTES", 0), "flax_bn": (rae_model, "BatchNorm", nn.BatchNorm)}
+VARIANTS = {"chunked": (layers, "LLC_BYTES", 0)}
 
 
 def variant_epoch(name, cfg, train, data):

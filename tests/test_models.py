@@ -9,7 +9,7 @@ import pytest
 from configs import rae as rae_config
 from ldm_jax import augment, rae
 from ldm_jax.jobs import rae as rae_job
-from ldm_jax.models import batchnorm, layers
+from ldm_jax.models import layers
 from ldm_jax.models.rae import RAE
 from ldm_jax.regularizer_registry import REGULARIZERS
 
@@ -110,37 +110,20 @@ def test_last_level_cache_is_read_from_sysfs(monkeypatch, tmp_path):
   assert layers._last_level_cache_bytes() == 0
 
 
-@pytest.mark.parametrize("shape,use_scale", [((8, 5, 5, 3), True), ((16, 4), True), ((8, 5, 5, 3), False)])
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_batchnorm_equals_flax_values_gradients_and_running_stats(shape, use_scale, dtype):
-  """The closed-form-backward BatchNorm is flax's: same variables, outputs (train and eval), output dtype, running
-  averages and gradients for the input, scale and bias (to float tolerance; bf16 inputs as in mixed precision)."""
-  ours, theirs = (cls(use_running_average=False, momentum=0.9, epsilon=1e-5, use_scale=use_scale)
-                  for cls in (batchnorm.BatchNorm, nn.BatchNorm))
-  x = (2.0 * jax.random.normal(jax.random.PRNGKey(0), shape) + 1.0).astype(dtype)
-  v_ours, v_theirs = ours.init(jax.random.PRNGKey(1), x), theirs.init(jax.random.PRNGKey(1), x)
-  assert jax.tree.map(lambda a: (a.shape, a.dtype), v_ours) == jax.tree.map(lambda a: (a.shape, a.dtype), v_theirs)
-  params = {"bias": jnp.linspace(-1.0, 1.0, shape[-1])}
-  if use_scale:
-    params["scale"] = jnp.linspace(0.5, 2.0, shape[-1])
-  w = jax.random.normal(jax.random.PRNGKey(2), shape)
-
-  def loss(module, p, x):
-    y, new = module.apply({"params": p, "batch_stats": v_theirs["batch_stats"]}, x, mutable=["batch_stats"])
-    return jnp.sum(jnp.sin(y.astype(jnp.float32)) * w), (y, new)
-
-  grads = lambda module: jax.grad(lambda p, x: loss(module, p, x), (0, 1), has_aux=True)(params, x)
-  (g_ours, (y_ours, s_ours)), (g_theirs, (y_theirs, s_theirs)) = grads(ours), grads(theirs)
-  tol = 1e-5 if dtype == jnp.float32 else 2e-2
-  assert y_ours.dtype == y_theirs.dtype
-  np.testing.assert_allclose(np.float32(y_ours), np.float32(y_theirs), atol=tol * 10)
-  for a, b in zip(jax.tree.leaves((s_ours, g_ours)), jax.tree.leaves((s_theirs, g_theirs))):
-    assert a.dtype == b.dtype
-    np.testing.assert_allclose(np.float32(a), np.float32(b), rtol=tol, atol=tol * float(jnp.abs(b).max()))
-  stats = s_theirs["batch_stats"]
-  eval_ours = ours.clone(use_running_average=True).apply({"params": params, "batch_stats": stats}, x)
-  eval_theirs = theirs.clone(use_running_average=True).apply({"params": params, "batch_stats": stats}, x)
-  np.testing.assert_allclose(np.float32(eval_ours), np.float32(eval_theirs), atol=tol * 10)
+@pytest.mark.parametrize("size", [50, 25, 6, 3])
+@pytest.mark.parametrize("padding", ["VALID", "SAME"])
+def test_max_pool2x2_equals_flax_max_pool_with_gradients(size, padding):
+  """The reshape-and-max pooling is flax's 2×2 stride-2 max_pool (even and odd sizes, VALID and SAME): values, and
+  gradients both on tie-free inputs and behind a ReLU (whose ties at 0 pass no gradient under either rule)."""
+  x = jax.random.normal(jax.random.PRNGKey(size), (3, size, size, 4))
+  theirs = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2), padding=padding)
+  ours = lambda x: layers.max_pool2x2(x, padding)
+  np.testing.assert_array_equal(ours(x), theirs(x))
+  for pre in (lambda x: x, nn.relu):
+    grad = lambda pool: jax.grad(lambda x: jnp.sum(jnp.sin(3.0 * pool(pre(x)))))(x)
+    np.testing.assert_allclose(grad(ours), grad(theirs), rtol=1e-6, atol=1e-7)
+  with pytest.raises(ValueError, match="padding"):
+    layers.max_pool2x2(x, "FULL")
 
 
 def test_auto_conv_impl_is_the_measured_winner_per_backend_and_model(monkeypatch):

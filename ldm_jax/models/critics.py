@@ -20,7 +20,7 @@ import numpy as np
 
 from ldm_jax.data import pipeline
 from ldm_jax.models import torch_file
-from ldm_jax.models.layers import Conv
+from ldm_jax.models.layers import Conv, max_pool2x2
 
 HEADS = ("metric", "projection")
 BINARY_THRESHOLD = 0.3     # the authors binarise min-max scaled images at 0.3 before both critics
@@ -53,7 +53,7 @@ class Conv4Critic(nn.Module):
     for i, c in enumerate(self.channels):
       x = Conv(c, 3, padding=1, impl=self.conv_impl, name=f"conv{i}")(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=f"bn{i}")(x)
-      x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+      x = max_pool2x2(nn.relu(x))
     x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)        # channel-major, like torch's Flatten on NCHW
     features = nn.Dense(self.features, name="features")(nn.relu(x))
     return features, nn.Dense(self.head_dim, name=self.head)(features)

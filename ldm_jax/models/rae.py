@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 
 from ldm_jax.data import pipeline
-from ldm_jax.models.batchnorm import BatchNorm
 from ldm_jax.models.layers import Conv, StridedConv, UpConv
 from ldm_jax.regularizer_registry import REGULARIZERS
 from ldm_jax.regularizers import reparameterize, vq_snap
@@ -24,8 +23,8 @@ from ldm_jax.regularizers import reparameterize, vq_snap
 
 def _bn(train: bool, name: str | None = None, use_scale: bool = True, use_bias: bool = True):
   # PyTorch defaults: momentum 0.1 on the running stats, eps 1e-5.
-  return BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=use_scale,
-                   use_bias=use_bias, name=name)
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_scale=use_scale,
+                      use_bias=use_bias, name=name)
 
 
 class Encoder(nn.Module):

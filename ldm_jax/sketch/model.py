@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ldm_jax.models.layers import max_pool2x2
+
 ENCODERS = ("conv4", "resnet12")
 
 
@@ -28,7 +30,7 @@ class Conv4Encoder(nn.Module):
     for w in self.widths:
       x = nn.Conv(w, (3, 3), padding=1)(x)
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
-      x = nn.max_pool(nn.relu(x), (2, 2), (2, 2), padding="SAME")
+      x = max_pool2x2(nn.relu(x), padding="SAME")
     return x.mean((1, 2))
 
 
@@ -45,7 +47,7 @@ class ResNet12Encoder(nn.Module):
         h = bn()(nn.Conv(w, (3, 3), padding=1, use_bias=False)(h))
         h = nn.leaky_relu(h, 0.1) if i < 2 else h
       x = nn.leaky_relu(h + bn()(nn.Conv(w, (1, 1), use_bias=False)(x)), 0.1)
-      x = nn.max_pool(x, (2, 2), (2, 2), padding="SAME")
+      x = max_pool2x2(x, padding="SAME")
     return x.mean((1, 2))
 
 
