@@ -82,7 +82,7 @@ conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 # fit, the chunk loops only cost: their slices, dynamic-update-slices and zero fills copy every input and output
 # once more. Measured on the CI's CPUs (experiments/BENCHMARKS.md, "Batch-chunked GEMM convolutions" and "Chunk only
 # what spills"): a 2 MB budget took the whole RAE step 7 % faster than none on an AMD EPYC (32 MB L3 slices),
-# while on a Xeon with 480 MB of L3, where every intermediate of the step fits, chunking cost 1.16-1.23x.
+# while on a Xeon with 480 MB of L3, where every intermediate of the step fits, chunking cost 1.16-1.25x.
 # CPU only: on a GPU the chunk loops' many small kernels cost more than the cache saves (a vmapped RAE sweep ran
 # 0.62x of separate runs chunked, 1.31x unchunked: experiments/BENCHMARKS.md, "GPU sweeps with GEMM convolutions").
 # Variables so that benchmarks and tests can compare.
