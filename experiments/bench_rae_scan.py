@@ -80,6 +80,13 @@ def main():
   parser.add_argument("--impls", default="im2col,matmul,vjp,xla", help="comma-separated conv implementations")
   parser.add_argument("--variants", default="", help=f"comma-separated, of {sorted(VARIANTS)}: vs scan_matmul")
   args = parser.parse_args()
+  impls = args.impls.split(",")
+  variants = [v for v in args.variants.split(",") if v]
+  if variants and "matmul" not in impls:
+    parser.error("--variants compare against the matmul epoch: add matmul to --impls")
+  unknown = set(variants) - set(VARIANTS)
+  if unknown:
+    parser.error(f"unknown --variants {sorted(unknown)}; choose from {sorted(VARIANTS)}")
   cfg = rae_config.get_config("omniglot")
   n = 1280 if args.quick else 5120
   train = data_lib.load_split(cfg, "paper_train", n)
@@ -88,16 +95,13 @@ def main():
   reference = torch_epoch(train, cfg.train.batch_size)
   if reference is not None:
     fns["torch"], images["torch"] = reference
-  impls = args.impls.split(",")
   for impl in impls:
     c = cfg.copy_and_resolve_references()
     c.rae.conv_impl = impl
     fns[f"scan_{impl}"], fns[f"steps_{impl}"], images[f"scan_{impl}"] = runners(c, train, data)
     images[f"steps_{impl}"] = images[f"scan_{impl}"]
-    jax.block_until_ready(fns[f"scan_{impl}"]())   # compiled now, before a variant changes what traces
-  variants = [v for v in args.variants.split(",") if v]
-  if variants and "matmul" not in impls:
-    parser.error("--variants compare against the matmul epoch: add matmul to --impls")
+    if variants:   # compiled now, before a variant changes what traces
+      jax.block_until_ready(fns[f"scan_{impl}"]())
   for name in variants:
     c = cfg.copy_and_resolve_references()
     c.rae.conv_impl = "matmul"

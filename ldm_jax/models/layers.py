@@ -4,7 +4,8 @@ XLA on CPU runs transposed convolutions (and the input-gradient of strided convo
 Both layers below keep PyTorch-shaped 4×4 kernels as parameters (`[4, 4, C_in, C_out]`) and compute the same
 function either with XLA's own strided / transposed convolution (`impl='xla'`) or with a stride-1 convolution on
 a space-to-depth / depth-to-space rearrangement (`impl='s2d'`), whose gradients are stride-1 convolutions too.
-`experiments/bench_rae.py` measures which is faster per backend.
+`experiments/bench_rae.py` measures which is faster per backend. Beside them, 2×2 max pooling in the form XLA:CPU
+differentiates fast (`max_pool2x2`).
 """
 
 from __future__ import annotations
@@ -89,14 +90,19 @@ conv_valid_vjp.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 CHUNK_BYTES = 2 << 20
 
 
+_SIZE_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
 def _last_level_cache_bytes() -> int:
-  """The largest CPU cache the OS reports (sysfs), or 0 where it reports none (then every big intermediate is
-  chunked, as before this rule)."""
+  """The largest CPU cache the OS reports (sysfs), or 0 where it reports none readable (then every big
+  intermediate is chunked, as before this rule). Read at import, so an odd entry is skipped, never raised."""
   sizes = []
   for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
-    text = pathlib.Path(path).read_text().strip()
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    sizes.append(int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
+    try:
+      text = pathlib.Path(path).read_text().strip()
+      sizes.append(int(text[:-1]) * _SIZE_UNITS[text[-1]] if text[-1:] in _SIZE_UNITS else int(text))
+    except (OSError, ValueError):
+      continue
   return max(sizes, default=0)
 
 
@@ -388,8 +394,8 @@ def max_pool2x2(x: jax.Array, padding: str = "VALID") -> jax.Array:
 
   XLA:CPU runs the windowed max's gradient (select-and-scatter) slowly: at the Conv4 critic's 240×50×50×64 the
   pooling's forward and backward took 2.7× as long as this form's, whose gradient is a comparison mask. Ties share
-  the gradient here (one window element gets it there); in the models every pooled input is a ReLU's output, whose
-  ties at 0 pass no gradient back, and other ties have probability 0.
+  the gradient here (one window element gets it there); in the models the pooled inputs are ReLU outputs, whose
+  ties at 0 pass no gradient back, or leaky-ReLU outputs (ResNet-12), where ties have probability 0.
   """
   if padding not in ("VALID", "SAME"):
     raise ValueError(f"padding must be 'VALID' or 'SAME', got {padding!r}")
